@@ -1,0 +1,8 @@
+//! Graph files: parsing with positions, validation into a [`GraphPlan`], and diagnostics.
+
+pub mod diagnostic;
+mod spec;
+pub mod validate;
+
+pub use diagnostic::{closest, Diagnostic, GraphFileError, Pos};
+pub use validate::{load, GraphPlan, Loader, Override, PlanEdge, PlanNode};

@@ -1,0 +1,762 @@
+//! Turns a raw graph file into a validated [`GraphPlan`], collecting every problem.
+//!
+//! Checks: unknown top-level keys, node fields, kinds, ports and options (with suggestions);
+//! missing required options; option types and ranges; duplicate node names; inputs fed
+//! twice; `node.port` references; port type mismatches; unconnected required inputs; queue
+//! settings; cycles. `${VAR}` in string options is replaced from the environment, and
+//! `--set node.option=value` overrides are applied before the checks.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use petgraph::graph::DiGraph;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use super::diagnostic::{Diagnostic, GraphFileError, Pos};
+use super::spec::{self, RawGraph, RawNode, RawQueue, SpannedStr};
+use crate::channel::{Overflow, QueueConfig};
+use crate::registry::{NodeKind, Options, Registry};
+
+/// A validated node: its kind and its options with defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanNode {
+    /// Name from the graph file.
+    pub name: String,
+    /// Kind name, e.g. `audio.resample`.
+    pub kind: String,
+    /// Validated options.
+    pub options: Options,
+}
+
+/// A validated edge from an output port to an input port (ports by index).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanEdge {
+    /// Index of the producing node in [`GraphPlan::nodes`].
+    pub from_node: usize,
+    /// Output port index on the producing node.
+    pub from_port: usize,
+    /// Index of the consuming node.
+    pub to_node: usize,
+    /// Input port index on the consuming node.
+    pub to_port: usize,
+    /// `node.port` of the producer, for reports.
+    pub from_label: String,
+    /// `node.port` of the consumer, for reports.
+    pub to_label: String,
+    /// Queue capacity and overflow policy.
+    pub queue: QueueConfig,
+}
+
+/// A graph that passed validation: safe to build and run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphPlan {
+    /// Graph name (`graph:`), or the file stem.
+    pub name: String,
+    /// `description:`, if any.
+    pub description: String,
+    /// Nodes in file order.
+    pub nodes: Vec<PlanNode>,
+    /// Edges in file order.
+    pub edges: Vec<PlanEdge>,
+}
+
+/// An option override: `node.option=value` (the value is parsed as YAML).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    /// Node name.
+    pub node: String,
+    /// Option name.
+    pub option: String,
+    /// New value.
+    pub value: Value,
+}
+
+impl FromStr for Override {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (target, raw) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected node.option=value"))?;
+        let (node, option) = target
+            .split_once('.')
+            .ok_or_else(|| format!("`{target}`: expected node.option before `=`"))?;
+        let value = if raw.is_empty() {
+            Value::String(String::new())
+        } else {
+            serde_saphyr::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.into()))
+        };
+        Ok(Override {
+            node: node.trim().to_string(),
+            option: option.trim().to_string(),
+            value,
+        })
+    }
+}
+
+/// What to load and how: a graph file's text plus overrides and an environment.
+pub struct Loader<'a> {
+    registry: &'a Registry,
+    overrides: Vec<Override>,
+    env: Box<dyn Fn(&str) -> Option<String> + 'a>,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader for graphs made of `registry`'s kinds, reading `${VAR}` from the process
+    /// environment.
+    pub fn new(registry: &'a Registry) -> Self {
+        Loader {
+            registry,
+            overrides: Vec::new(),
+            env: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// Adds `--set` overrides.
+    pub fn overrides(mut self, overrides: impl IntoIterator<Item = Override>) -> Self {
+        self.overrides.extend(overrides);
+        self
+    }
+
+    /// Replaces the environment used for `${VAR}`.
+    pub fn env(mut self, env: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        self.env = Box::new(env);
+        self
+    }
+
+    /// Reads and validates the graph file at `path`.
+    pub fn load_file(&self, path: &Path) -> Result<GraphPlan, GraphFileError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.load_str(path, &text),
+            Err(e) => Err(GraphFileError {
+                file: path.to_path_buf(),
+                source: String::new(),
+                diagnostics: vec![Diagnostic::new(
+                    Pos::default(),
+                    format!("cannot read graph file: {e}"),
+                )],
+            }),
+        }
+    }
+
+    /// Validates graph text; `path` is used in messages.
+    pub fn load_str(&self, path: &Path, text: &str) -> Result<GraphPlan, GraphFileError> {
+        let fail = |diagnostics| GraphFileError {
+            file: path.to_path_buf(),
+            source: text.to_string(),
+            diagnostics,
+        };
+        let raw = match spec::parse(text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(fail(vec![syntax_diagnostic(&e)])),
+        };
+        let mut v = Validator {
+            registry: self.registry,
+            env: &*self.env,
+            diags: Vec::new(),
+        };
+        let plan = v.graph(raw, path, &self.overrides);
+        if v.diags.is_empty() {
+            Ok(plan)
+        } else {
+            v.diags
+                .sort_by_key(|d| (d.pos.line, d.pos.column, d.message.clone()));
+            Err(fail(v.diags))
+        }
+    }
+}
+
+fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .map(|l| Pos::from_location(&l, 1))
+        .unwrap_or_default();
+    let text = e.without_snippet().to_string();
+    // The location is shown by our renderer; keep the first line of the message only.
+    let message = text.lines().next().unwrap_or("invalid YAML").to_string();
+    Diagnostic::new(pos, message)
+}
+
+fn pos_of<T>(s: &Spanned<T>, len: usize) -> Pos {
+    Pos::from_location(&s.referenced, len)
+}
+
+fn str_pos(s: &SpannedStr) -> Pos {
+    pos_of(s, s.value.chars().count())
+}
+
+struct Validator<'a> {
+    registry: &'a Registry,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    diags: Vec<Diagnostic>,
+}
+
+/// A node while it is being validated.
+struct Pending<'r> {
+    name: SpannedStr,
+    kind: Option<&'r NodeKind>,
+    raw: RawNode,
+    options: Options,
+}
+
+impl<'a> Validator<'a> {
+    fn report(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn graph(&mut self, raw: RawGraph, path: &Path, overrides: &[Override]) -> GraphPlan {
+        for key in &raw.unknown {
+            self.report(
+                Diagnostic::new(
+                    str_pos(key),
+                    format!("unknown top-level key `{}`", key.value),
+                )
+                .expected(format!("one of {}", RawGraph::KEYS.join(", ")))
+                .suggest(&key.value, RawGraph::KEYS.iter().copied()),
+            );
+        }
+        let defaults = match &raw.defaults {
+            Some(q) => self.queue(q, QueueConfig::default(), None),
+            None => QueueConfig::default(),
+        };
+        let name = raw
+            .graph
+            .as_ref()
+            .map(|g| g.value.clone())
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "graph".into())
+            });
+        let mut plan = GraphPlan {
+            name,
+            description: raw.description.clone().unwrap_or_default(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        };
+        let Some(nodes) = raw.nodes else {
+            self.report(
+                Diagnostic::new(Pos::default(), "the graph has no `nodes:` section")
+                    .expected("`nodes:` with at least one node"),
+            );
+            return plan;
+        };
+        let pending = self.nodes(nodes.value.0, overrides);
+        self.edges(&pending, defaults, &mut plan);
+        self.cycles(&pending, &plan);
+        plan.nodes = pending
+            .into_iter()
+            .map(|p| PlanNode {
+                name: p.name.value,
+                kind: p.kind.map(|k| k.name.to_string()).unwrap_or_default(),
+                options: p.options,
+            })
+            .collect();
+        plan
+    }
+
+    fn nodes(
+        &mut self,
+        raw: Vec<(SpannedStr, Spanned<RawNode>)>,
+        overrides: &[Override],
+    ) -> Vec<Pending<'a>> {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut out: Vec<Pending<'a>> = Vec::new();
+        for (name, node) in raw {
+            if let Some(line) = seen.get(&name.value) {
+                self.report(
+                    Diagnostic::new(
+                        str_pos(&name),
+                        format!(
+                            "node `{}` is defined twice (first on line {line})",
+                            name.value
+                        ),
+                    )
+                    .node(&name.value)
+                    .expected("a unique node name"),
+                );
+                continue;
+            }
+            seen.insert(name.value.clone(), name.referenced.line());
+            let raw = node.value;
+            for key in &raw.unknown {
+                self.report(
+                    Diagnostic::new(str_pos(key), format!("unknown node field `{}`", key.value))
+                        .node(&name.value)
+                        .expected(format!("one of {}", RawNode::KEYS.join(", ")))
+                        .suggest(&key.value, RawNode::KEYS.iter().copied()),
+                );
+            }
+            let kind = self.kind(&name, &node.referenced, &raw);
+            out.push(Pending {
+                name,
+                kind,
+                raw,
+                options: Options::default(),
+            });
+        }
+        for o in overrides {
+            let Some(p) = out.iter_mut().find(|p| p.name.value == o.node) else {
+                let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+                self.report(
+                    Diagnostic::new(
+                        Pos::default(),
+                        format!("--set {}.{}: no node named `{}`", o.node, o.option, o.node),
+                    )
+                    .suggest(&o.node, names),
+                );
+                continue;
+            };
+            let loc = p.name.referenced;
+            let key = Spanned::new(o.option.clone(), loc, loc);
+            let value = Spanned::new(o.value.clone(), loc, loc);
+            p.raw.with.0.retain(|(k, _)| k.value != o.option);
+            p.raw.with.0.push((key, value));
+        }
+        for p in &mut out {
+            if let Some(kind) = p.kind {
+                p.options = self.options(&p.name, kind, &p.raw);
+            }
+        }
+        out
+    }
+
+    fn kind(
+        &mut self,
+        name: &SpannedStr,
+        at: &serde_saphyr::Location,
+        raw: &RawNode,
+    ) -> Option<&'a NodeKind> {
+        let Some(kind) = &raw.node else {
+            self.report(
+                Diagnostic::new(
+                    Pos::from_location(at, 1),
+                    format!("node `{}` has no kind", name.value),
+                )
+                .node(&name.value)
+                .expected("`node: <kind>`, e.g. `node: audio.wav_file` (see `weir nodes`)"),
+            );
+            return None;
+        };
+        let found = self.registry.get(&kind.value);
+        if found.is_none() {
+            let names: Vec<&str> = self.registry.names().collect();
+            self.report(
+                Diagnostic::new(str_pos(kind), format!("unknown node kind `{}`", kind.value))
+                    .node(&name.value)
+                    .expected(format!("one of {}", names.join(", ")))
+                    .suggest(&kind.value, names.iter().copied()),
+            );
+        }
+        found
+    }
+
+    fn options(&mut self, name: &SpannedStr, kind: &NodeKind, raw: &RawNode) -> Options {
+        let node = name.value.as_str();
+        let mut options = Options::default();
+        let mut seen = Vec::new();
+        for (key, value) in &raw.with.0 {
+            let Some(spec) = kind.option_spec(&key.value) else {
+                let names: Vec<&str> = kind.options.iter().map(|o| o.name).collect();
+                let expected = if names.is_empty() {
+                    format!("no options: `{}` takes none", kind.name)
+                } else {
+                    format!("one of {}", names.join(", "))
+                };
+                self.report(
+                    Diagnostic::new(
+                        str_pos(key),
+                        format!("unknown option `{}` for {}", key.value, kind.name),
+                    )
+                    .node(node)
+                    .expected(expected)
+                    .suggest(&key.value, names),
+                );
+                continue;
+            };
+            if seen.contains(&key.value) {
+                self.report(
+                    Diagnostic::new(str_pos(key), format!("option `{}` is set twice", key.value))
+                        .node(node),
+                );
+                continue;
+            }
+            seen.push(key.value.clone());
+            let v = match self.expand_env(&value.value) {
+                Ok(v) => v,
+                Err(var) => {
+                    self.report(
+                        Diagnostic::new(
+                            pos_of(value, 1),
+                            format!("environment variable `{var}` is not set"),
+                        )
+                        .node(node)
+                        .expected(format!(
+                            "`{var}` in the environment, or `${{{var}:-default}}`"
+                        )),
+                    );
+                    continue;
+                }
+            };
+            match spec.check(&v) {
+                Ok(()) => options.insert(spec.name, v),
+                Err(expected) => {
+                    let len = match &value.value {
+                        Value::String(s) => s.chars().count(),
+                        other => other.to_string().chars().count(),
+                    };
+                    self.report(
+                        Diagnostic::new(
+                            pos_of(value, len),
+                            format!("invalid value for option `{}`", spec.name),
+                        )
+                        .node(node)
+                        .expected(expected),
+                    );
+                }
+            }
+        }
+        for spec in &kind.options {
+            if seen.iter().any(|s| s == spec.name) {
+                continue;
+            }
+            if spec.required {
+                self.report(
+                    Diagnostic::new(
+                        str_pos(name),
+                        format!("missing required option `{}` for {}", spec.name, kind.name),
+                    )
+                    .node(node)
+                    .expected(format!(
+                        "`with: {{ {}: <{}> }}` ({})",
+                        spec.name, spec.ty, spec.doc
+                    )),
+                );
+            } else if let Some(d) = &spec.default {
+                options.insert(spec.name, d.clone());
+            }
+        }
+        options
+    }
+
+    /// Replaces `${VAR}` and `${VAR:-default}` in strings; returns the missing variable.
+    fn expand_env(&self, v: &Value) -> Result<Value, String> {
+        let Value::String(s) = v else {
+            return Ok(v.clone());
+        };
+        if !s.contains("${") {
+            return Ok(v.clone());
+        }
+        let mut out = String::new();
+        let mut rest = s.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let expr = &after[..end];
+            let (var, default) = match expr.split_once(":-") {
+                Some((v, d)) => (v, Some(d)),
+                None => (expr, None),
+            };
+            match ((self.env)(var), default) {
+                (Some(val), _) => out.push_str(&val),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(var.to_string()),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(Value::String(out))
+    }
+
+    fn queue(
+        &mut self,
+        q: &Spanned<RawQueue>,
+        base: QueueConfig,
+        node: Option<&str>,
+    ) -> QueueConfig {
+        let mut cfg = base;
+        let with_node = |d: Diagnostic| match node {
+            Some(n) => d.node(n),
+            None => d,
+        };
+        for key in &q.value.unknown {
+            self.report(with_node(
+                Diagnostic::new(
+                    str_pos(key),
+                    format!("unknown queue setting `{}`", key.value),
+                )
+                .expected("`size` (packets) or `overflow`")
+                .suggest(&key.value, RawQueue::KEYS.iter().copied()),
+            ));
+        }
+        if let Some(size) = q.value.size.as_ref().or(q.value.queue.as_ref()) {
+            if size.value == 0 {
+                self.report(with_node(
+                    Diagnostic::new(pos_of(size, 1), "queue size 0 would deadlock the edge")
+                        .expected("a size of at least 1"),
+                ));
+            } else {
+                cfg.size = size.value as usize;
+            }
+        }
+        if let Some(o) = &q.value.overflow {
+            match o.value.parse::<Overflow>() {
+                Ok(policy) => cfg.overflow = policy,
+                Err(msg) => self.report(with_node(
+                    Diagnostic::new(str_pos(o), msg)
+                        .expected(format!("one of {}", Overflow::NAMES.join(", ")))
+                        .suggest(&o.value, Overflow::NAMES),
+                )),
+            }
+        }
+        cfg
+    }
+
+    fn edges(&mut self, nodes: &[Pending<'a>], defaults: QueueConfig, plan: &mut GraphPlan) {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.value.as_str()).collect();
+        for (to_node, n) in nodes.iter().enumerate() {
+            let node = n.name.value.as_str();
+            let queue = match &n.raw.queue {
+                Some(q) => self.queue(q, defaults, Some(node)),
+                None => defaults,
+            };
+            let mut fed: Vec<&str> = Vec::new();
+            for (port, source) in &n.raw.inputs.0 {
+                let to_port = match n.kind {
+                    Some(kind) => match kind.input_index(&port.value) {
+                        Some(i) => Some(i),
+                        None => {
+                            self.unknown_input(kind, node, port);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                if fed.contains(&port.value.as_str()) {
+                    self.report(
+                        Diagnostic::new(
+                            str_pos(port),
+                            format!("input `{}` is fed twice", port.value),
+                        )
+                        .node(node)
+                        .expected("one source per input; add a node to merge streams"),
+                    );
+                    continue;
+                }
+                fed.push(&port.value);
+                let Some((from_node, from_port)) = self.source(nodes, &names, node, source) else {
+                    continue;
+                };
+                let (Some(to_port), Some(kind)) = (to_port, n.kind) else {
+                    continue;
+                };
+                let Some(from_kind) = nodes[from_node].kind else {
+                    continue;
+                };
+                let out_ty = from_kind.outputs[from_port].ty;
+                let in_ty = kind.inputs[to_port].ty;
+                if !out_ty.feeds(in_ty) {
+                    self.report(
+                        Diagnostic::new(
+                            str_pos(source),
+                            format!(
+                                "`{}` carries {out_ty} but input `{}` takes {in_ty}",
+                                source.value, port.value
+                            ),
+                        )
+                        .node(node)
+                        .expected(format!("an output of type {in_ty}")),
+                    );
+                    continue;
+                }
+                plan.edges.push(PlanEdge {
+                    from_node,
+                    from_port,
+                    to_node,
+                    to_port,
+                    from_label: source.value.clone(),
+                    to_label: format!("{node}.{}", port.value),
+                    queue,
+                });
+            }
+            if let Some(kind) = n.kind {
+                for p in kind.inputs.iter().filter(|p| p.required) {
+                    if !fed.contains(&p.name) {
+                        self.report(
+                            Diagnostic::new(
+                                str_pos(&n.name),
+                                format!(
+                                    "required input `{}` of {} is not connected",
+                                    p.name, kind.name
+                                ),
+                            )
+                            .node(node)
+                            .expected(format!(
+                                "`in: {{ {}: <node>.<port> }}` carrying {}",
+                                p.name, p.ty
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn unknown_input(&mut self, kind: &NodeKind, node: &str, port: &SpannedStr) {
+        let ports: Vec<&str> = kind.inputs.iter().map(|p| p.name).collect();
+        let expected = if ports.is_empty() {
+            format!("no inputs: {} is a source", kind.name)
+        } else {
+            format!("one of {}", ports.join(", "))
+        };
+        self.report(
+            Diagnostic::new(
+                str_pos(port),
+                format!("unknown input `{}` for {}", port.value, kind.name),
+            )
+            .node(node)
+            .expected(expected)
+            .suggest(&port.value, ports),
+        );
+    }
+
+    /// Resolves `node.port` to (node index, output index), reporting problems.
+    fn source(
+        &mut self,
+        nodes: &[Pending<'a>],
+        names: &[&str],
+        node: &str,
+        source: &SpannedStr,
+    ) -> Option<(usize, usize)> {
+        let Some((from, port)) = source.value.rsplit_once('.') else {
+            self.report(
+                Diagnostic::new(
+                    str_pos(source),
+                    format!("`{}` is not a node output", source.value),
+                )
+                .node(node)
+                .expected("`<node>.<port>`, e.g. `mic.audio`"),
+            );
+            return None;
+        };
+        let Some(i) = names.iter().position(|n| *n == from) else {
+            self.report(
+                Diagnostic::new(str_pos(source), format!("no node named `{from}`"))
+                    .node(node)
+                    .expected(format!("one of {}", names.join(", ")))
+                    .suggest(from, names.iter().copied()),
+            );
+            return None;
+        };
+        let kind = nodes[i].kind?;
+        match kind.output_index(port) {
+            Some(p) => Some((i, p)),
+            None => {
+                let outs: Vec<&str> = kind.outputs.iter().map(|p| p.name).collect();
+                let expected = if outs.is_empty() {
+                    format!("nothing: {} is a sink without outputs", kind.name)
+                } else {
+                    format!("one of {}", outs.join(", "))
+                };
+                self.report(
+                    Diagnostic::new(
+                        str_pos(source),
+                        format!("`{from}` ({}) has no output `{port}`", kind.name),
+                    )
+                    .node(node)
+                    .expected(expected)
+                    .suggest(port, outs),
+                );
+                None
+            }
+        }
+    }
+
+    fn cycles(&mut self, nodes: &[Pending<'a>], plan: &GraphPlan) {
+        let mut g = DiGraph::<usize, usize>::new();
+        let ids: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
+        for (e, edge) in plan.edges.iter().enumerate() {
+            g.add_edge(ids[edge.from_node], ids[edge.to_node], e);
+        }
+        for scc in petgraph::algo::tarjan_scc(&g) {
+            let self_loop = scc.len() == 1 && g.contains_edge(scc[0], scc[0]);
+            if scc.len() < 2 && !self_loop {
+                continue;
+            }
+            let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
+            members.sort_unstable();
+            // Report at the first edge (in file order) that closes the cycle.
+            let Some(edge) = plan
+                .edges
+                .iter()
+                .find(|e| members.contains(&e.from_node) && members.contains(&e.to_node))
+            else {
+                continue;
+            };
+            let target = &nodes[edge.to_node];
+            let pos = target
+                .raw
+                .inputs
+                .0
+                .iter()
+                .find(|(_, src)| src.value == edge.from_label)
+                .map(|(_, src)| str_pos(src))
+                .unwrap_or_else(|| str_pos(&target.name));
+            let path = cycle_path(&plan.edges, &members, edge.from_node)
+                .into_iter()
+                .map(|i| nodes[i].name.value.as_str())
+                .collect::<Vec<_>>();
+            self.report(
+                Diagnostic::new(pos, format!("cycle: {}", path.join(" -> ")))
+                    .node(&target.name.value)
+                    .expected("a graph without cycles (data flows one way)"),
+            );
+        }
+    }
+}
+
+/// Walks edges inside one strongly connected component from `start` back to `start`.
+fn cycle_path(edges: &[PlanEdge], members: &[usize], start: usize) -> Vec<usize> {
+    let mut path = vec![start];
+    let mut current = start;
+    for _ in 0..=members.len() {
+        let next = edges
+            .iter()
+            .filter(|e| e.from_node == current && members.contains(&e.to_node))
+            .map(|e| e.to_node)
+            .find(|n| *n == start || !path.contains(n));
+        match next {
+            Some(n) => {
+                path.push(n);
+                if n == start {
+                    break;
+                }
+                current = n;
+            }
+            None => break,
+        }
+    }
+    path
+}
+
+/// Loads and validates `path` with `registry`, applying `overrides`.
+pub fn load(
+    path: &Path,
+    registry: &Registry,
+    overrides: &[Override],
+) -> Result<GraphPlan, GraphFileError> {
+    Loader::new(registry)
+        .overrides(overrides.iter().cloned())
+        .load_file(path)
+}
+
+/// Path used in messages for graphs given as text.
+pub fn inline_path() -> PathBuf {
+    PathBuf::from("<graph>")
+}
