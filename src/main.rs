@@ -62,7 +62,7 @@ const EXIT_RUNTIME: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let registry = weir_nodes::registry();
+    let registry = registry();
     match cli.command {
         Command::Run {
             graph,
@@ -99,6 +99,14 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+/// Every node kind the launcher knows: built-in, model and live-audio nodes.
+fn registry() -> Registry {
+    let mut registry = weir_nodes::registry();
+    weir_ml::register(&mut registry);
+    weir_live::register(&mut registry);
+    registry
 }
 
 /// Loads and validates a graph, printing every problem; `Err` carries the exit code.
