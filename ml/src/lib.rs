@@ -2,9 +2,16 @@
 //!
 //! Nodes that run ONNX models with tract, all on the CPU, loaded once in `open`.
 
+pub mod llm;
+pub mod runtime;
+pub mod vad;
+pub mod whisper;
+
 use weir_engine::Registry;
 
 /// Registers the model node kinds.
 pub fn register(registry: &mut Registry) {
-    let _ = registry;
+    vad::register(registry);
+    whisper::register(registry);
+    llm::register(registry);
 }
