@@ -1,1 +1,330 @@
-//! Shared model runtime (tract): placeholder until it lands.
+//! Shared model runtime: ONNX files loaded with tract, optimized once, run many times.
+//!
+//! Every model node goes through [`Model`] so that loading, thread settings and errors look
+//! the same everywhere: a missing file names the file and the command that fetches it, a
+//! model whose inputs differ from what the node expects names both lists.
+//!
+//! ```no_run
+//! use weir_ml::runtime::{Model, ModelOptions};
+//! use tract_onnx::prelude::*;
+//!
+//! let vad = Model::load("models/silero_vad_16k.onnx", ModelOptions::default())?;
+//! vad.expect_inputs(&["input", "state"])?;
+//! let input = Tensor::zero::<f32>(&[1, 576]).unwrap();
+//! let state = Tensor::zero::<f32>(&[2, 1, 128]).unwrap();
+//! let outputs = vad.run(tvec![input.into(), state.into()])?;
+//! # Ok::<(), weir_ml::runtime::ModelError>(())
+//! ```
+//!
+//! Threads: with `threads == 1` a model runs on the calling thread (the node's own thread).
+//! `threads > 1` gives the model a private pool of that many threads for its matrix products
+//! and element-wise kernels (tract-linalg `multithread-mm`); requests above the number of
+//! cores are clamped, with a warning. On a small shared machine 1 is usually best: every node
+//! already has its own thread.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+use tract_onnx::tract_core::tract_linalg::multithread::Executor;
+use tract_onnx::tract_core::transform::get_transform;
+
+/// The command that fetches and converts every model into `models/`.
+pub const FETCH_MODELS: &str = "bash tools/fetch-models.sh";
+
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Threads for the model's matrix products (1 = run on the calling thread).
+    pub threads: usize,
+    /// Apply tract's `transformers_detect_all` transform: recognised `Concat(past, new)`
+    /// KV-cache patterns become internal state, kept in a [`ModelState`] across calls.
+    pub transformers: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { threads: 1, transformers: false }
+    }
+}
+
+impl ModelOptions {
+    /// Options with `threads` threads and no transform.
+    pub fn threads(threads: usize) -> Self {
+        ModelOptions { threads, ..ModelOptions::default() }
+    }
+}
+
+/// Why a model could not be loaded or run. Every variant names the model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file does not exist.
+    #[error("model file `{path}` not found: run {hint}", path = .path.display(), hint = fetch_hint(.fetch))]
+    NotFound {
+        /// The missing file.
+        path: PathBuf,
+        /// The command that fetches this model ([`FETCH_MODELS`] fetches them all).
+        fetch: String,
+    },
+    /// The file exists but tract could not parse, type or optimize it.
+    #[error("cannot load model `{path}`: {cause}", path = .path.display())]
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// tract's explanation, with its context chain.
+        cause: String,
+    },
+    /// The model's inputs or outputs are not the ones the caller works with.
+    #[error(
+        "model `{path}` has {what} [{found}], expected [{expected}]: is it the right file? \
+         (re-run `{fetch}`)",
+        path = .path.display(),
+        fetch = FETCH_MODELS
+    )]
+    Mismatch {
+        /// The model file.
+        path: PathBuf,
+        /// `inputs` or `outputs`.
+        what: &'static str,
+        /// The names the caller expects, in order.
+        expected: String,
+        /// The names the model declares, in order.
+        found: String,
+    },
+    /// A run failed (wrong input shape, tract error).
+    #[error("running model `{path}` failed: {cause}", path = .path.display())]
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// tract's explanation, with its context chain.
+        cause: String,
+    },
+}
+
+/// A loaded, optimized, runnable ONNX model. Cheap to share: clones share the plan.
+#[derive(Clone)]
+pub struct Model {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    threads: usize,
+    load_time: Duration,
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Loads `path` (ONNX), types, optimizes and plans it.
+    pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model, ModelError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(ModelError::NotFound { path, fetch: FETCH_MODELS.to_string() });
+        }
+        let started = Instant::now();
+        let threads = effective_threads(&path, options.threads);
+        let load_err = |e: TractError| ModelError::Load { path: path.clone(), cause: chain(&e) };
+        let inference = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
+        let mut typed = inference.into_typed().map_err(load_err)?;
+        if options.transformers {
+            typed = typed.into_decluttered().map_err(load_err)?;
+            let transform = get_transform("transformers_detect_all")
+                .map_err(load_err)?
+                .ok_or_else(|| ModelError::Load {
+                    path: path.clone(),
+                    cause: "tract has no `transformers_detect_all` transform (tract-onnx \
+                            feature `transformers` is off)"
+                        .to_string(),
+                })?;
+            transform.transform(&mut typed).map_err(load_err)?;
+        }
+        let optimized = typed.into_optimized().map_err(load_err)?;
+        let run_options = RunOptions { executor: executor(threads), ..RunOptions::default() };
+        let plan = optimized.into_runnable_with_options(&run_options).map_err(load_err)?;
+        let model = plan.model();
+        let inputs = model
+            .input_outlets()
+            .map_err(load_err)?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let outputs = model
+            .output_outlets()
+            .map_err(load_err)?
+            .iter()
+            .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
+            .collect();
+        let load_time = started.elapsed();
+        tracing::debug!(path = %path.display(), ?load_time, threads, "model loaded");
+        Ok(Model { path, plan, inputs, outputs, threads, load_time })
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Input names, in the order [`Model::run`] takes them.
+    pub fn input_names(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// Output names, in the order [`Model::run`] returns them.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// Threads the model runs on (after clamping).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Wall time [`Model::load`] took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Fails with [`ModelError::Mismatch`] unless the model's inputs are exactly `names`, in
+    /// this order.
+    pub fn expect_inputs(&self, names: &[&str]) -> Result<(), ModelError> {
+        self.expect("inputs", &self.inputs, names)
+    }
+
+    /// Fails with [`ModelError::Mismatch`] unless the model's first outputs are `names`, in
+    /// this order (later outputs are allowed: some exporters add extra ones).
+    pub fn expect_outputs(&self, names: &[&str]) -> Result<(), ModelError> {
+        let found = &self.outputs[..self.outputs.len().min(names.len())];
+        self.expect("outputs", found, names).map_err(|mut e| {
+            if let ModelError::Mismatch { found, .. } = &mut e {
+                *found = self.outputs.join(", ");
+            }
+            e
+        })
+    }
+
+    fn expect(&self, what: &'static str, found: &[String], names: &[&str]) -> Result<(), ModelError> {
+        if found.len() == names.len() && found.iter().zip(names).all(|(a, b)| a == b) {
+            return Ok(());
+        }
+        Err(ModelError::Mismatch {
+            path: self.path.clone(),
+            what,
+            expected: names.join(", "),
+            found: found.join(", "),
+        })
+    }
+
+    /// Runs the model once on `inputs` (in [`Model::input_names`] order), with a fresh state.
+    pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, ModelError> {
+        self.plan.run(inputs).map_err(|e| self.run_error(&e))
+    }
+
+    /// A state for a series of runs that share internal state (the KV cache of a model
+    /// loaded with [`ModelOptions::transformers`]). Spawn a new one to start over.
+    pub fn spawn(&self) -> Result<ModelState, ModelError> {
+        let state = self.plan.spawn().map_err(|e| self.run_error(&e))?;
+        Ok(ModelState { path: self.path.clone(), state })
+    }
+
+    /// The tract plan, for what this wrapper does not cover.
+    pub fn plan(&self) -> &Arc<TypedRunnableModel> {
+        &self.plan
+    }
+
+    fn run_error(&self, e: &TractError) -> ModelError {
+        ModelError::Run { path: self.path.clone(), cause: chain(e) }
+    }
+}
+
+/// A model's running state: successive [`ModelState::run`] calls share internal state.
+#[derive(Debug)]
+pub struct ModelState {
+    path: PathBuf,
+    state: TypedSimpleState,
+}
+
+impl ModelState {
+    /// Runs the model once, keeping internal state for the next call.
+    pub fn run(&mut self, inputs: TVec<TValue>) -> Result<TVec<TValue>, ModelError> {
+        self.state
+            .run(inputs)
+            .map_err(|e| ModelError::Run { path: self.path.clone(), cause: chain(&e) })
+    }
+}
+
+/// "`bash tools/fetch-models.sh`", plus the model's own script when it has one.
+fn fetch_hint(fetch: &str) -> String {
+    if fetch == FETCH_MODELS {
+        format!("`{FETCH_MODELS}`")
+    } else {
+        format!("`{FETCH_MODELS}` (or only this model: `{fetch}`)")
+    }
+}
+
+/// Formats an error with its whole context chain (`outer: inner: root`).
+fn chain(e: &TractError) -> String {
+    let mut text = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+    }
+    text
+}
+
+fn effective_threads(path: &Path, threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let clamped = threads.clamp(1, cores.max(1));
+    if clamped != threads {
+        tracing::warn!(
+            path = %path.display(),
+            "model asked for {threads} threads; this machine has {cores} cores: using {clamped}"
+        );
+    }
+    clamped
+}
+
+/// A private pool for `threads > 1`; the calling thread otherwise.
+fn executor(threads: usize) -> Option<Executor> {
+    if threads > 1 {
+        Some(Executor::multithread_with_name(threads, "weir-model"))
+    } else {
+        Some(Executor::SingleThread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_names_file_and_fetch_command() {
+        let err = Model::load("models/nope.onnx", ModelOptions::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`models/nope.onnx` not found"), "{text}");
+        assert!(text.contains(FETCH_MODELS), "{text}");
+    }
+
+    #[test]
+    fn garbage_file_is_a_load_error() {
+        let path = std::env::temp_dir().join(format!("weir-garbage-{}.onnx", std::process::id()));
+        std::fs::write(&path, b"not an onnx file").unwrap();
+        let err = Model::load(&path, ModelOptions::default()).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(matches!(err, ModelError::Load { .. }), "{err}");
+        assert!(err.to_string().contains("weir-garbage"), "{err}");
+    }
+}
