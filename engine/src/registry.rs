@@ -143,18 +143,18 @@ impl OptionSpec {
             (OptionType::Str | OptionType::Path, Value::String(_)) => true,
             (OptionType::Choice(c), Value::String(s)) => {
                 if !c.contains(&s.as_str()) {
-                    return Err(format!("expected one of {}", c.join(", ")));
+                    return Err(format!("one of {}", c.join(", ")));
                 }
                 true
             }
             _ => false,
         };
         if !ok {
-            return Err(format!("expected {}, found {}", self.ty, describe(value)));
+            return Err(format!("{}, found {}", self.ty, describe(value)));
         }
         if let (Some((min, max)), Some(x)) = (self.range, value.as_f64()) {
             if x < min || x > max {
-                return Err(format!("expected a value in {min}..={max}, found {x}"));
+                return Err(format!("a value in {min}..={max}, found {x}"));
             }
         }
         Ok(())

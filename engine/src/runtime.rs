@@ -1,11 +1,12 @@
 //! The scheduler: one thread per node, bounded channels per edge, end-of-stream by channel
-//! disconnection, stop and abort flags, and live statistics.
+//! disconnection, a stop flag, and live statistics.
 //!
 //! End of stream: when every input of a node has disconnected (all upstream nodes ended),
 //! the node's `close` runs and its outputs are dropped, which ends the stream downstream.
 //! Stop (Ctrl-C): sources stop producing; everything already produced drains through.
-//! Abort (a node failed): every node stops at its next packet, runs `close`, and the run
-//! returns the first error with the failing node's name.
+//! Failure: the failing node's streams end, sources stop, and everything already produced
+//! drains through the rest of the graph (nothing is lost); the run then returns the first
+//! error with the failing node's name.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -94,13 +95,12 @@ impl RunError {
 #[derive(Default)]
 struct Control {
     stop: AtomicBool,
-    abort: AtomicBool,
     error: Mutex<Option<RunError>>,
 }
 
 impl Control {
     fn fail(&self, e: RunError) {
-        self.abort.store(true, Relaxed);
+        self.stop.store(true, Relaxed);
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(e);
@@ -227,7 +227,6 @@ impl Graph {
                         node: built.name,
                         source,
                     });
-                    control.stop.store(true, Relaxed);
                     break;
                 }
             }
@@ -392,7 +391,7 @@ impl NodeThread {
     }
 
     fn stopping(&self) -> bool {
-        self.control.stop.load(Relaxed) || self.control.abort.load(Relaxed)
+        self.control.stop.load(Relaxed)
     }
 
     fn produce(&self, node: &mut dyn Node, out: &mut Outputs) -> Result<(), NodeError> {
@@ -418,14 +417,11 @@ impl NodeThread {
     ) -> Result<(), NodeError> {
         if let [(port, rx)] = inputs.as_slice() {
             for packet in rx.iter() {
-                if self.control.abort.load(Relaxed) {
-                    break;
-                }
                 self.call(node, *port, packet, out)?;
             }
             return Ok(());
         }
-        while !inputs.is_empty() && !self.control.abort.load(Relaxed) {
+        while !inputs.is_empty() {
             let mut select = Select::new();
             for (_, rx) in &inputs {
                 select.recv(rx);

@@ -17,7 +17,18 @@ use serde_saphyr::Spanned;
 use super::diagnostic::{Diagnostic, GraphFileError, Pos};
 use super::spec::{self, RawGraph, RawNode, RawQueue, SpannedStr};
 use crate::channel::{Overflow, QueueConfig};
-use crate::registry::{NodeKind, Options, Registry};
+use crate::registry::{NodeKind, OptionType, Options, Registry};
+
+/// Field names people write by habit, and the field they mean.
+const FIELD_ALIASES: &[(&str, &str)] = &[
+    ("inputs", "in"),
+    ("input", "in"),
+    ("options", "with"),
+    ("params", "with"),
+    ("config", "with"),
+    ("kind", "node"),
+    ("type", "node"),
+];
 
 /// A validated node: its kind and its options with defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
@@ -281,12 +292,15 @@ impl<'a> Validator<'a> {
             seen.insert(name.value.clone(), name.referenced.line());
             let raw = node.value;
             for key in &raw.unknown {
-                self.report(
+                let mut d =
                     Diagnostic::new(str_pos(key), format!("unknown node field `{}`", key.value))
                         .node(&name.value)
                         .expected(format!("one of {}", RawNode::KEYS.join(", ")))
-                        .suggest(&key.value, RawNode::KEYS.iter().copied()),
-                );
+                        .suggest(&key.value, RawNode::KEYS.iter().copied());
+                if let Some((_, meant)) = FIELD_ALIASES.iter().find(|(a, _)| *a == key.value) {
+                    d.help = Some(format!("did you mean `{meant}`?"));
+                }
+                self.report(d);
             }
             let kind = self.kind(&name, &node.referenced, &raw);
             out.push(Pending {
@@ -406,14 +420,16 @@ impl<'a> Validator<'a> {
                         Value::String(s) => s.chars().count(),
                         other => other.to_string().chars().count(),
                     };
-                    self.report(
-                        Diagnostic::new(
-                            pos_of(value, len),
-                            format!("invalid value for option `{}`", spec.name),
-                        )
-                        .node(node)
-                        .expected(expected),
-                    );
+                    let mut d = Diagnostic::new(
+                        pos_of(value, len),
+                        format!("invalid value for option `{}`", spec.name),
+                    )
+                    .node(node)
+                    .expected(expected);
+                    if let (OptionType::Choice(choices), Value::String(s)) = (&spec.ty, &v) {
+                        d = d.suggest(s, choices.iter().copied());
+                    }
+                    self.report(d);
                 }
             }
         }

@@ -22,7 +22,7 @@ use crate::audio::level::levels;
 use crate::audio::resample::downmix;
 
 /// The segment-shaping options shared by the VAD nodes.
-pub(crate) fn segment_options(kind: NodeKind) -> NodeKind {
+pub fn segment_options(kind: NodeKind) -> NodeKind {
     kind.option(
         OptionSpec::with_default(
             "min_speech_ms",
@@ -62,7 +62,7 @@ pub(crate) fn segment_options(kind: NodeKind) -> NodeKind {
 }
 
 /// Reads the shared segment options.
-pub(crate) fn segmenter_config(o: &Options, rate: u32) -> Result<SegmenterConfig, NodeError> {
+pub fn segmenter_config(o: &Options, rate: u32) -> Result<SegmenterConfig, NodeError> {
     Ok(SegmenterConfig {
         rate,
         min_speech_ms: o.f64("min_speech_ms")?,
@@ -178,7 +178,7 @@ impl EnergyVadNode {
 }
 
 /// Sends segmenter results: segments on port 0, start/end events on port 1.
-pub(crate) fn send_segment_events(
+pub fn send_segment_events(
     events: &mut Vec<SegmentEvent>,
     rate: u32,
     out: &mut Outputs,
