@@ -1,8 +1,87 @@
-//! Placeholder until the node lands.
+//! Small language models: `llm.chat` answers each text prompt with SmolLM2-135M-Instruct (or
+//! any ChatML causal LM exported to ONNX), streaming tokens as they are decoded.
+//!
+//! Layers, from the bottom:
+//! - [`model`]: the ONNX model on tract, with its KV cache either as tract state (after
+//!   `transformers_detect_all`) or as explicit `past_key_values.*`/`present.*` tensors; a
+//!   clonable [`Session`] hides which.
+//! - [`sampler`]: greedy or temperature + top-p sampling with a seeded PCG generator.
+//! - [`chat`]: [`ChatModel`], the generation loop (ChatML prompt, system prefix computed once
+//!   and cloned per request, UTF-8-safe streaming, stop tokens). No engine types: usable on
+//!   its own.
+//! - [`node`]: the `llm.chat` node, a thin adapter from packets to [`ChatModel`].
+//!
+//! Loading goes through the shared [`crate::runtime::Model`] (threads, transform, errors); the
+//! KV-cache session is built here on its tract plan, because prefix caching clones the state.
+
+pub mod chat;
+pub mod model;
+pub mod node;
+pub mod sampler;
+
+use std::path::PathBuf;
+
+pub use chat::{Answer, ChatConfig, ChatModel, Piece, StopReason, TextStream, DEFAULT_SYSTEM};
+pub use model::{CacheForm, LanguageModel, LoadOptions, Session};
+pub use sampler::{Rng, Sampler, SamplerConfig};
+pub use tokenizers::Tokenizer;
 
 use weir_engine::Registry;
 
-/// Registers this module's node kinds.
+/// The command that fetches and converts every model.
+pub const FETCH_COMMAND: &str = "bash tools/fetch-models.sh";
+
+/// What can go wrong loading or running a language model.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// A model file is not there.
+    #[error(
+        "{what} not found: {} (fetch the models with `{FETCH_COMMAND}`, or this one alone \
+         with `bash tools/models/smollm2.sh`)",
+        path.display()
+    )]
+    MissingFile {
+        /// What the file is.
+        what: &'static str,
+        /// Where it was expected.
+        path: PathBuf,
+    },
+    /// The shared runtime could not load or run the model file.
+    #[error(transparent)]
+    Model(#[from] crate::runtime::ModelError),
+    /// A file exists but cannot be loaded.
+    #[error("cannot load {}: {message}", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+    /// The model's inputs or outputs are not those of a causal LM.
+    #[error("{}: unsupported model interface: {message}", path.display())]
+    Interface {
+        /// The model file.
+        path: PathBuf,
+        /// What is missing or unexpected.
+        message: String,
+    },
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The prompt does not fit in the model's positions.
+    #[error("prompt of {tokens} tokens does not fit the model's {max} positions")]
+    TooLong {
+        /// Prompt tokens.
+        tokens: usize,
+        /// Position limit.
+        max: usize,
+    },
+    /// Inference failed.
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// Registers `llm.chat`.
 pub fn register(registry: &mut Registry) {
-    let _ = registry;
+    registry.register(node::kind());
 }

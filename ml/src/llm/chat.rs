@@ -1,0 +1,479 @@
+//! The chat generation loop, usable without the engine: ChatML prompt, system-prompt prefix
+//! cache, streamed UTF-8-safe pieces, stop tokens, greedy or sampled decoding.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokenizers::Tokenizer;
+
+use super::model::{CacheForm, LanguageModel, LoadOptions, Session};
+use super::sampler::{Sampler, SamplerConfig};
+use super::LlmError;
+
+/// The default system prompt.
+pub const DEFAULT_SYSTEM: &str =
+    "You are a helpful assistant running on a small device. Answer briefly.";
+
+/// Everything a [`ChatModel`] needs to load and generate.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// Directory with `model.onnx`, `tokenizer.json` and (optional) `generation.json`.
+    pub model_dir: PathBuf,
+    /// System prompt; empty means no system turn.
+    pub system: String,
+    /// Most tokens generated per answer (the end token included).
+    pub max_tokens: usize,
+    /// Greedy or sampled decoding.
+    pub sampler: SamplerConfig,
+    /// Matrix-multiplication threads.
+    pub threads: usize,
+    /// Compute the system prompt's KV cache once and clone it for every request; `false`
+    /// recomputes it each time (same tokens, slower).
+    pub prefix_cache: bool,
+    /// Let tract hold the KV cache as state (`transformers_detect_all`); `false` loads the
+    /// graph as exported and feeds the cache tensors explicitly.
+    pub kv_state: bool,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            model_dir: PathBuf::from("models/smollm2-135m"),
+            system: DEFAULT_SYSTEM.to_string(),
+            max_tokens: 64,
+            sampler: SamplerConfig::default(),
+            threads: 1,
+            prefix_cache: true,
+            kv_state: true,
+        }
+    }
+}
+
+/// One streamed token of an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// Token id.
+    pub id: u32,
+    /// Text this token completes; empty while a multi-byte character is still partial, and
+    /// for the end token.
+    pub text: String,
+    /// Position in the answer, from 0.
+    pub index: u32,
+    /// True on the answer's last token.
+    pub last: bool,
+}
+
+/// Why an answer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end token (`<|im_end|>` or `<|endoftext|>`).
+    EndToken,
+    /// `max_tokens` was reached.
+    MaxTokens,
+    /// The model's position limit was reached.
+    ContextFull,
+}
+
+/// A finished answer with its timings.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// Every generated token id, the end token included.
+    pub ids: Vec<u32>,
+    /// The answer text: exactly the concatenation of the pieces' texts.
+    pub text: String,
+    /// Why generation stopped.
+    pub stop: StopReason,
+    /// Tokens run before the first generated one (system prefix included when recomputed).
+    pub prompt_tokens: usize,
+    /// Time to run the prompt (prefix recomputation included when the cache is off).
+    pub prompt_time: Duration,
+    /// Time spent in single-token decode steps.
+    pub decode_time: Duration,
+    /// Number of single-token decode steps.
+    pub decode_steps: usize,
+}
+
+impl Answer {
+    /// Mean decode time per token in milliseconds (0 if no decode step ran).
+    pub fn decode_ms_per_token(&self) -> f64 {
+        if self.decode_steps == 0 {
+            0.0
+        } else {
+            self.decode_time.as_secs_f64() * 1e3 / self.decode_steps as f64
+        }
+    }
+}
+
+/// Control-token ids of the chat format.
+#[derive(Clone, Copy, Debug)]
+struct ChatTokens {
+    im_start: u32,
+    im_end: u32,
+}
+
+/// A loaded chat model: tokenizer, language model, cached system prefix and sampler.
+pub struct ChatModel {
+    config: ChatConfig,
+    lm: LanguageModel,
+    tokenizer: Tokenizer,
+    tokens: ChatTokens,
+    stop: Vec<u32>,
+    max_positions: usize,
+    prefix_ids: Vec<u32>,
+    /// The session after the system prefix (when `prefix_cache`).
+    prefix: Option<Session>,
+    prefix_time: Duration,
+    sampler: Sampler,
+}
+
+impl std::fmt::Debug for ChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatModel")
+            .field("config", &self.config)
+            .field("cache_form", &self.lm.cache_form())
+            .field("prefix_tokens", &self.prefix_ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn required(dir: &Path, name: &str, what: &'static str) -> Result<PathBuf, LlmError> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LlmError::MissingFile { what, path })
+    }
+}
+
+fn tok_err(e: tokenizers::Error) -> LlmError {
+    LlmError::Tokenizer(e.to_string())
+}
+
+/// Stop ids and position limit from `generation.json`, with SmolLM2's values as defaults.
+fn generation_settings(dir: &Path) -> Result<(Vec<u32>, usize), LlmError> {
+    let path = dir.join("generation.json");
+    let mut stop = vec![2, 0];
+    let mut max_positions = 8192;
+    if !path.is_file() {
+        return Ok((stop, max_positions));
+    }
+    let bad = |message: String| LlmError::Load {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        match v {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_u64()?.try_into().ok())
+                .collect(),
+            v => v.as_u64().and_then(|x| x.try_into().ok()).into_iter().collect(),
+        }
+    };
+    if let Some(v) = json.get("eos_token_id") {
+        stop = ids(v);
+    }
+    if let Some(v) = json.get("endoftext_token_id") {
+        stop.extend(ids(v));
+    }
+    if stop.is_empty() {
+        return Err(bad("no `eos_token_id`".into()));
+    }
+    if let Some(n) = json.get("max_positions").and_then(|v| v.as_u64()) {
+        max_positions = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok((stop, max_positions))
+}
+
+impl ChatModel {
+    /// Loads the tokenizer and model from `config.model_dir` and runs the system prompt once
+    /// when `config.prefix_cache` is on. Missing files are named with the command that fetches
+    /// them.
+    pub fn load(config: ChatConfig) -> Result<ChatModel, LlmError> {
+        let dir = &config.model_dir;
+        let model_path = required(dir, "model.onnx", "language model")?;
+        let tokenizer_path = required(dir, "tokenizer.json", "tokenizer")?;
+        let (stop, max_positions) = generation_settings(dir)?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| LlmError::Load {
+            path: tokenizer_path.clone(),
+            message: e.to_string(),
+        })?;
+        // Text is always text: a user typing `<|im_end|>` must not end the turn.
+        tokenizer.set_encode_special_tokens(true);
+        let special = |name: &str| {
+            tokenizer.token_to_id(name).ok_or_else(|| LlmError::Load {
+                path: tokenizer_path.clone(),
+                message: format!("no `{name}` token: not a ChatML tokenizer"),
+            })
+        };
+        let tokens = ChatTokens {
+            im_start: special("<|im_start|>")?,
+            im_end: special("<|im_end|>")?,
+        };
+        let lm = LanguageModel::load(
+            &model_path,
+            &LoadOptions {
+                transform: config.kv_state,
+                threads: config.threads.max(1),
+            },
+        )?;
+        let sampler = Sampler::new(config.sampler.clone());
+        let mut chat = ChatModel {
+            lm,
+            tokenizer,
+            tokens,
+            stop,
+            max_positions,
+            prefix_ids: Vec::new(),
+            prefix: None,
+            prefix_time: Duration::ZERO,
+            sampler,
+            config,
+        };
+        chat.prefix_ids = chat.system_ids(&chat.config.system)?;
+        if chat.config.prefix_cache {
+            let started = Instant::now();
+            chat.prefix = Some(chat.prefix_session()?);
+            chat.prefix_time = started.elapsed();
+        }
+        Ok(chat)
+    }
+
+    /// The configuration it was loaded with.
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// The KV-cache form of the loaded model.
+    pub fn cache_form(&self) -> CacheForm {
+        self.lm.cache_form()
+    }
+
+    /// Time spent loading and optimizing the ONNX model.
+    pub fn load_time(&self) -> Duration {
+        self.lm.load_time()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Turns the system-prefix cache on (computing it now) or off.
+    pub fn set_prefix_cache(&mut self, on: bool) -> Result<(), LlmError> {
+        self.config.prefix_cache = on;
+        if !on {
+            self.prefix = None;
+            self.prefix_time = Duration::ZERO;
+        } else if self.prefix.is_none() {
+            let started = Instant::now();
+            self.prefix = Some(self.prefix_session()?);
+            self.prefix_time = started.elapsed();
+        }
+        Ok(())
+    }
+
+    /// Tokens of the system prefix.
+    pub fn prefix_tokens(&self) -> usize {
+        self.prefix_ids.len()
+    }
+
+    /// Time the system prefix took when it was cached in `load` (zero without the cache).
+    pub fn prefix_time(&self) -> Duration {
+        self.prefix_time
+    }
+
+    /// Token ids of plain `text` (control-token names in it are encoded as text).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// `<|im_start|>system\n{system}<|im_end|>\n`, or nothing for an empty system prompt.
+    fn system_ids(&self, system: &str) -> Result<Vec<u32>, LlmError> {
+        if system.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = vec![self.tokens.im_start];
+        ids.extend(self.encode("system\n")?);
+        ids.extend(self.encode(system)?);
+        ids.push(self.tokens.im_end);
+        ids.extend(self.encode("\n")?);
+        Ok(ids)
+    }
+
+    /// `<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n`.
+    pub fn user_ids(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        let mut ids = vec![self.tokens.im_start];
+        ids.extend(self.encode("user\n")?);
+        ids.extend(self.encode(text)?);
+        ids.push(self.tokens.im_end);
+        ids.extend(self.encode("\n")?);
+        ids.push(self.tokens.im_start);
+        ids.extend(self.encode("assistant\n")?);
+        Ok(ids)
+    }
+
+    /// The full prompt ids (configured system prefix + user turn) for `text`.
+    pub fn prompt_ids(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        let mut ids = self.prefix_ids.clone();
+        ids.extend(self.user_ids(text)?);
+        Ok(ids)
+    }
+
+    /// The ChatML prompt ids for any `system` prompt and user `text`.
+    pub fn chatml_ids(&self, system: &str, text: &str) -> Result<Vec<u32>, LlmError> {
+        let mut ids = self.system_ids(system)?;
+        ids.extend(self.user_ids(text)?);
+        Ok(ids)
+    }
+
+    /// A session that has run the system prefix.
+    fn prefix_session(&self) -> Result<Session, LlmError> {
+        let mut session = self.lm.session()?;
+        if !self.prefix_ids.is_empty() {
+            session.feed(&self.lm, &self.prefix_ids)?;
+        }
+        Ok(session)
+    }
+
+    /// Decodes `ids` to text, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+        self.tokenizer.decode(ids, true).map_err(tok_err)
+    }
+
+    /// Answers one user turn (no memory of earlier turns), calling `on_piece` for every token
+    /// as soon as it is decoded; an error from `on_piece` stops generation and is returned.
+    pub fn generate<E: From<LlmError>>(
+        &mut self,
+        user: &str,
+        mut on_piece: impl FnMut(Piece) -> Result<(), E>,
+    ) -> Result<Answer, E> {
+        let started = Instant::now();
+        let user_ids = self.user_ids(user.trim())?;
+        let mut session = match &self.prefix {
+            Some(prefix) => prefix.clone(),
+            None => self.prefix_session()?,
+        };
+        let prompt_tokens = session.len() + user_ids.len();
+        if prompt_tokens >= self.max_positions {
+            return Err(LlmError::TooLong {
+                tokens: prompt_tokens,
+                max: self.max_positions,
+            }
+            .into());
+        }
+        let prompt_tokens = if self.prefix.is_some() {
+            user_ids.len()
+        } else {
+            prompt_tokens
+        };
+        let mut logits = session.feed(&self.lm, &user_ids)?;
+        let prompt_time = started.elapsed();
+        self.sampler.reset();
+        let mut stream = TextStream::default();
+        let mut ids = Vec::new();
+        let mut decode_time = Duration::ZERO;
+        let mut decode_steps = 0;
+        let max_tokens = self.config.max_tokens.max(1);
+        let stop = loop {
+            let id = self.sampler.sample(&logits);
+            ids.push(id);
+            let index = ids.len() - 1;
+            let stop = if self.stop.contains(&id) {
+                Some(StopReason::EndToken)
+            } else if ids.len() >= max_tokens {
+                Some(StopReason::MaxTokens)
+            } else if session.len() >= self.max_positions {
+                Some(StopReason::ContextFull)
+            } else {
+                None
+            };
+            let mut text = String::new();
+            if stop != Some(StopReason::EndToken) {
+                text = stream.push(&self.tokenizer, id)?;
+            }
+            if stop.is_some() {
+                text.push_str(&stream.finish(&self.tokenizer)?);
+            }
+            on_piece(Piece {
+                id,
+                text,
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                last: stop.is_some(),
+            })?;
+            if let Some(stop) = stop {
+                break stop;
+            }
+            let step = Instant::now();
+            logits = session.feed(&self.lm, &[id])?;
+            decode_time += step.elapsed();
+            decode_steps += 1;
+        };
+        Ok(Answer {
+            ids,
+            text: stream.text,
+            stop,
+            prompt_tokens,
+            prompt_time,
+            decode_time,
+            decode_steps,
+        })
+    }
+}
+
+/// Turns token ids into text pieces, holding back bytes of a character split across tokens.
+///
+/// Decoding all ids so far and emitting the new suffix works for any tokenizer decoder; the
+/// answer is short, so re-decoding costs microseconds against milliseconds per token.
+#[derive(Clone, Debug, Default)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    /// Concatenation of every piece emitted so far.
+    text: String,
+}
+
+impl TextStream {
+    /// An empty stream.
+    pub fn new() -> TextStream {
+        TextStream::default()
+    }
+
+    /// Everything emitted so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Adds `id`; returns the new text if it ends on a complete character, else "".
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String, LlmError> {
+        self.ids.push(id);
+        let full = tokenizer.decode(&self.ids, true).map_err(tok_err)?;
+        if full.ends_with(char::REPLACEMENT_CHARACTER) {
+            return Ok(String::new());
+        }
+        Ok(self.take_new(&full))
+    }
+
+    /// Everything not yet emitted, incomplete characters included (as U+FFFD).
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<String, LlmError> {
+        let full = tokenizer.decode(&self.ids, true).map_err(tok_err)?;
+        Ok(self.take_new(&full))
+    }
+
+    fn take_new(&mut self, full: &str) -> String {
+        match full.strip_prefix(self.text.as_str()) {
+            Some(new) => {
+                let new = new.to_string();
+                self.text.push_str(&new);
+                new
+            }
+            None => String::new(),
+        }
+    }
+}
