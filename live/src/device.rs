@@ -401,17 +401,60 @@ fn describe_device(s: &mut String, d: &Device, direction: Direction, default: Op
             let _ = writeln!(s, "    no supported configurations reported");
         }
         Ok(r) => {
-            for c in r {
-                let rates = if c.min_sample_rate() == c.max_sample_rate() {
-                    format!("{} Hz", c.min_sample_rate())
-                } else {
-                    format!("{}-{} Hz", c.min_sample_rate(), c.max_sample_rate())
-                };
-                let _ = writeln!(s, "    {} ch, {rates}, {}", c.channels(), c.sample_format());
+            for line in summarize(&r) {
+                let _ = writeln!(s, "    {line}");
             }
         }
         Err(e) => {
             let _ = writeln!(s, "    cannot query configurations: {e}");
         }
     }
+}
+
+/// One line per sample format and rate range, channel counts folded into ranges.
+fn summarize(ranges: &[SupportedStreamConfigRange]) -> Vec<String> {
+    let mut groups: Vec<((String, u32, u32), Vec<u16>)> = Vec::new();
+    for c in ranges {
+        let key = (
+            c.sample_format().to_string(),
+            c.min_sample_rate(),
+            c.max_sample_rate(),
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, chans)) => chans.push(c.channels()),
+            None => groups.push((key, vec![c.channels()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((format, min, max), mut chans)| {
+            chans.sort_unstable();
+            chans.dedup();
+            let rates = if min == max {
+                format!("{min} Hz")
+            } else {
+                format!("{min}-{max} Hz")
+            };
+            format!("{} ch, {rates}, {format}", fold(&chans))
+        })
+        .collect()
+}
+
+/// `[1, 2, 3, 6]` as `1-3, 6`.
+fn fold(values: &[u16]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let mut j = i;
+        while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            values[i].to_string()
+        } else {
+            format!("{}-{}", values[i], values[j])
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
 }

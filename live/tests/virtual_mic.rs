@@ -132,7 +132,12 @@ fn assert_packets_match(packets: &[Packet], file: &[f32], channels: u16) {
         assert!(a.start_sample >= last_end, "packets overlap or go back");
         assert_eq!(p.timestamp, Timestamp::from_samples(a.start_sample, RATE));
         let (s, e) = (a.start_sample as usize * ch, a.end_sample() as usize * ch);
-        assert_eq!(&a.samples[..], &file[s..e], "samples at frame {}", a.start_sample);
+        assert_eq!(
+            &a.samples[..],
+            &file[s..e],
+            "samples at frame {}",
+            a.start_sample
+        );
         last_end = a.end_sample();
     }
 }
@@ -152,11 +157,18 @@ nodes:
     let r = run(&mic, yaml, None);
     let _ = std::fs::remove_file(path);
     assert_packets_match(&r.audio, &file, channels);
-    let all: Vec<f32> = r.audio.iter().flat_map(|p| audio(p).samples.to_vec()).collect();
+    let all: Vec<f32> = r
+        .audio
+        .iter()
+        .flat_map(|p| audio(p).samples.to_vec())
+        .collect();
     assert_eq!(all, file, "the concatenated packets are the file");
     // 20 ms packets, whatever the callback size; only the last may be shorter.
     let sizes: Vec<usize> = r.audio.iter().map(|p| audio(p).frames()).collect();
-    assert!(sizes[..sizes.len() - 1].iter().all(|&n| n == 960), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&n| n == 960),
+        "{sizes:?}"
+    );
     let s = r.counters.snapshot();
     assert_eq!((s.overrun_frames, s.stream_errors), (0, 0));
     assert_eq!(s.emitted_frames, frames as u64);
@@ -183,7 +195,10 @@ fn assert_callbacks_on_time(mic: &VirtualMic) {
     let log = mic.callbacks();
     let late = log.iter().map(|c| c.late).max().unwrap_or_default();
     let took = log.iter().map(|c| c.took).max().unwrap_or_default();
-    assert!(late < Duration::from_millis(15), "a callback was {late:?} late");
+    assert!(
+        late < Duration::from_millis(15),
+        "a callback was {late:?} late"
+    );
     assert!(took < Duration::from_millis(5), "a callback took {took:?}");
 }
 
@@ -211,8 +226,15 @@ nodes:
         .iter()
         .find(|e| e.to.starts_with("slow"))
         .expect("mic -> slow edge");
-    assert!(edge.dropped > 0, "the drop_oldest edge should drop: {edge:?}");
-    assert_eq!(r.counters.snapshot().overrun_frames, 0, "capture never waited");
+    assert!(
+        edge.dropped > 0,
+        "the drop_oldest edge should drop: {edge:?}"
+    );
+    assert_eq!(
+        r.counters.snapshot().overrun_frames,
+        0,
+        "capture never waited"
+    );
     // What got through is still exact and correctly stamped.
     assert_packets_match(&r.audio, &file, 1);
     assert_eq!(
@@ -246,13 +268,26 @@ nodes:
     assert!(s.overrun_frames > 0 && s.overrun_events > 0, "{s:?}");
     assert_eq!(s.device_frames, frames as u64);
     let received: u64 = r.audio.iter().map(|p| audio(p).frames() as u64).sum();
-    assert_eq!(received + s.overrun_frames, frames as u64, "every frame is accounted");
+    assert_eq!(
+        received + s.overrun_frames,
+        frames as u64,
+        "every frame is accounted"
+    );
     // Positions skip the lost samples: each packet is still the file at its position.
     assert_packets_match(&r.audio, &file, 1);
-    let overrun_events: Vec<&Packet> =
-        r.events.iter().filter(|p| event_name(p) == "overrun").collect();
-    let lost: u64 = overrun_events.iter().map(|p| event_field(p, "lost_frames")).sum();
-    assert_eq!(lost, s.overrun_frames, "overrun events add up to the counter");
+    let overrun_events: Vec<&Packet> = r
+        .events
+        .iter()
+        .filter(|p| event_name(p) == "overrun")
+        .collect();
+    let lost: u64 = overrun_events
+        .iter()
+        .map(|p| event_field(p, "lost_frames"))
+        .sum();
+    assert_eq!(
+        lost, s.overrun_frames,
+        "overrun events add up to the counter"
+    );
     let stats = r.events.last().expect("capture_stats at close");
     assert_eq!(event_name(stats), "capture_stats");
     assert_eq!(event_field(stats, "overrun_frames"), s.overrun_frames);
@@ -268,10 +303,17 @@ nodes:
   out: { node: test.audio_out, in: { in: mic.audio } }
 ";
     let r = run(&mic, yaml, None);
-    let mono: Vec<f32> = r.audio.iter().flat_map(|p| audio(p).samples.to_vec()).collect();
+    let mono: Vec<f32> = r
+        .audio
+        .iter()
+        .flat_map(|p| audio(p).samples.to_vec())
+        .collect();
     let expected: Vec<f32> = file.chunks(2).map(|f| (f[0] + f[1]) * 0.5).collect();
     assert_eq!(mono, expected);
-    assert!(r.audio.iter().all(|p| audio(p).rate == RATE && audio(p).channels == 1));
+    assert!(r
+        .audio
+        .iter()
+        .all(|p| audio(p).rate == RATE && audio(p).channels == 1));
 }
 
 #[test]
@@ -279,10 +321,20 @@ fn host_without_microphone_fails_with_a_replay_hint() {
     let host = VirtualHost::new(None, Some(VirtualSpeaker::new(RATE, 2))).host();
     let err = find_device(&host, "default", Direction::Input).expect_err("no mic");
     let text = err.to_string();
-    assert!(text.contains("no audio input device is available"), "{text}");
-    assert!(text.contains("audio.wav_file") && text.contains("--input"), "{text}");
+    assert!(
+        text.contains("no audio input device is available"),
+        "{text}"
+    );
+    assert!(
+        text.contains("audio.wav_file") && text.contains("--input"),
+        "{text}"
+    );
     let err = find_device(&host, "USB mic", Direction::Input).expect_err("no such mic");
-    assert!(err.to_string().contains("no input device is called `USB mic`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no input device is called `USB mic`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -294,7 +346,10 @@ fn default_host_without_sound_card_fails_at_open_not_panics() {
     let mut node = CaptureNode::new(CaptureConfig::default());
     let err = node.open().expect_err("no sound card");
     let text = err.to_string();
-    assert!(text.contains("no audio input device is available"), "{text}");
+    assert!(
+        text.contains("no audio input device is available"),
+        "{text}"
+    );
     assert!(text.contains("weir run GRAPH --input FILE.wav"), "{text}");
 }
 
@@ -304,8 +359,16 @@ fn devices_report_lists_devices_and_configs() {
     let speaker = VirtualSpeaker::new(44_100, 2);
     let text = weir_live::devices_report_for(&VirtualHost::new(Some(mic), Some(speaker)).host())
         .expect("report");
-    assert!(text.contains("input devices:\n  Weir virtual microphone (default)\n    1 ch, 48000 Hz, f32"), "{text}");
-    assert!(text.contains("output devices:\n  Weir virtual speaker (default)\n    2 ch, 44100 Hz, f32"), "{text}");
+    assert!(
+        text.contains(
+            "input devices:\n  Weir virtual microphone (default)\n    1 ch, 48000 Hz, f32"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("output devices:\n  Weir virtual speaker (default)\n    2 ch, 44100 Hz, f32"),
+        "{text}"
+    );
     // The real host must answer too (an empty list on a machine without sound).
     let real = weir_live::devices_report().expect("default host report");
     assert!(real.contains("input devices:"), "{real}");
@@ -342,9 +405,14 @@ nodes:
     drop(tx);
     running.wait().expect("playback runs");
     let played = speaker.recorded();
-    let first = played.iter().position(|&s| s != 0.0).expect("something played");
+    let first = played
+        .iter()
+        .position(|&s| s != 0.0)
+        .expect("something played");
     let expected: Vec<f32> = mono.iter().flat_map(|&s| [s, s]).collect();
     assert_eq!(&played[first..first + expected.len()], &expected[..]);
-    let under = counters.underrun_frames.load(std::sync::atomic::Ordering::Relaxed);
+    let under = counters
+        .underrun_frames
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(under, 0, "the ring never ran dry while audio was coming");
 }
