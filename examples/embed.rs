@@ -1,0 +1,62 @@
+//! Embedding Weir in a program: the program feeds audio it already has (here, read from a
+//! WAV file) into a graph and reads speech segments back, with no files in between.
+//!
+//! `cargo run --example embed [-- FILE.wav]` (default: data/pauses.wav from tools/setup.sh)
+
+use std::path::Path;
+use std::sync::Arc;
+
+use weir_engine::{
+    channel_sink, channel_source, AudioFrame, Graph, Loader, Packet, Payload, PortType,
+};
+
+const GRAPH: &str = "
+nodes:
+  mic: { node: app.audio_in }
+  resample: { node: audio.resample, in: { audio: mic.out }, with: { rate: 16000 } }
+  vad:
+    node: speech.energy_vad
+    in: { audio: resample.audio }
+    with: { min_silence_ms: 400 }
+  segments: { node: app.segments_out, in: { in: vad.segment } }
+";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).unwrap_or_else(|| "data/pauses.wav".into());
+
+    // The program's own source and sink become node kinds the graph can use.
+    let mut registry = weir_nodes::registry();
+    let (source, audio_tx) = channel_source("app.audio_in", PortType::Audio);
+    let (sink, segments_rx) = channel_sink("app.segments_out", PortType::Segment);
+    registry.register(source);
+    registry.register(sink);
+
+    let plan = Loader::new(&registry).load_str(Path::new("embedded.yaml"), GRAPH)?;
+    let running = Graph::build(plan, &registry)?.start()?;
+
+    // Feed 20 ms frames, as a capture callback would.
+    let mut reader = hound::WavReader::open(&path)?;
+    let spec = reader.spec();
+    let scale = 1.0 / f32::from(i16::MAX);
+    let samples: Vec<f32> = reader.samples::<i16>().map(|s| s.map(|v| f32::from(v) * scale)).collect::<Result<_, _>>()?;
+    let frame = (spec.sample_rate / 50) as usize * usize::from(spec.channels);
+    for (i, chunk) in samples.chunks(frame).enumerate() {
+        let audio = AudioFrame {
+            rate: spec.sample_rate,
+            channels: spec.channels,
+            start_sample: (i * frame / usize::from(spec.channels)) as u64,
+            samples: Arc::from(chunk),
+        };
+        audio_tx.send(Packet::new(audio.timestamp(), Payload::Audio(audio)))?;
+    }
+    drop(audio_tx); // end of stream: the graph flushes and ends
+
+    for packet in segments_rx.iter() {
+        if let Payload::Segment(s) = packet.payload {
+            println!("speech from {} to {}", s.start(), s.end());
+        }
+    }
+    let report = running.wait()?;
+    eprintln!("{}", report.table());
+    Ok(())
+}
