@@ -47,14 +47,20 @@ pub struct ModelOptions {
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { threads: 1, transformers: false }
+        ModelOptions {
+            threads: 1,
+            transformers: false,
+        }
     }
 }
 
 impl ModelOptions {
     /// Options with `threads` threads and no transform.
     pub fn threads(threads: usize) -> Self {
-        ModelOptions { threads, ..ModelOptions::default() }
+        ModelOptions {
+            threads,
+            ..ModelOptions::default()
+        }
     }
 }
 
@@ -131,12 +137,19 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model, ModelError> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
-            return Err(ModelError::NotFound { path, fetch: FETCH_MODELS.to_string() });
+            return Err(ModelError::NotFound {
+                path,
+                fetch: FETCH_MODELS.to_string(),
+            });
         }
         let started = Instant::now();
         let threads = effective_threads(&path, options.threads);
-        let load_err = |e: TractError| ModelError::Load { path: path.clone(), cause: chain(&e) };
-        let inference = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
+        let load_err = |e: TractError| ModelError::Load {
+            path: path.clone(),
+            cause: chain(&e),
+        };
+        let mut inference = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
+        unique_names(inference.nodes_mut());
         let mut typed = inference.into_typed().map_err(load_err)?;
         if options.transformers {
             typed = typed.into_decluttered().map_err(load_err)?;
@@ -151,8 +164,13 @@ impl Model {
             transform.transform(&mut typed).map_err(load_err)?;
         }
         let optimized = typed.into_optimized().map_err(load_err)?;
-        let run_options = RunOptions { executor: executor(threads), ..RunOptions::default() };
-        let plan = optimized.into_runnable_with_options(&run_options).map_err(load_err)?;
+        let run_options = RunOptions {
+            executor: executor(threads),
+            ..RunOptions::default()
+        };
+        let plan = optimized
+            .into_runnable_with_options(&run_options)
+            .map_err(load_err)?;
         let model = plan.model();
         let inputs = model
             .input_outlets()
@@ -164,11 +182,23 @@ impl Model {
             .output_outlets()
             .map_err(load_err)?
             .iter()
-            .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .unwrap_or(&model.node(o.node).name)
+                    .to_string()
+            })
             .collect();
         let load_time = started.elapsed();
         tracing::debug!(path = %path.display(), ?load_time, threads, "model loaded");
-        Ok(Model { path, plan, inputs, outputs, threads, load_time })
+        Ok(Model {
+            path,
+            plan,
+            inputs,
+            outputs,
+            threads,
+            load_time,
+        })
     }
 
     /// The file the model was loaded from.
@@ -214,7 +244,12 @@ impl Model {
         })
     }
 
-    fn expect(&self, what: &'static str, found: &[String], names: &[&str]) -> Result<(), ModelError> {
+    fn expect(
+        &self,
+        what: &'static str,
+        found: &[String],
+        names: &[&str],
+    ) -> Result<(), ModelError> {
         if found.len() == names.len() && found.iter().zip(names).all(|(a, b)| a == b) {
             return Ok(());
         }
@@ -235,7 +270,10 @@ impl Model {
     /// loaded with [`ModelOptions::transformers`]). Spawn a new one to start over.
     pub fn spawn(&self) -> Result<ModelState, ModelError> {
         let state = self.plan.spawn().map_err(|e| self.run_error(&e))?;
-        Ok(ModelState { path: self.path.clone(), state })
+        Ok(ModelState {
+            path: self.path.clone(),
+            state,
+        })
     }
 
     /// The tract plan, for what this wrapper does not cover.
@@ -244,7 +282,10 @@ impl Model {
     }
 
     fn run_error(&self, e: &TractError) -> ModelError {
-        ModelError::Run { path: self.path.clone(), cause: chain(e) }
+        ModelError::Run {
+            path: self.path.clone(),
+            cause: chain(e),
+        }
     }
 }
 
@@ -258,10 +299,33 @@ pub struct ModelState {
 impl ModelState {
     /// Runs the model once, keeping internal state for the next call.
     pub fn run(&mut self, inputs: TVec<TValue>) -> Result<TVec<TValue>, ModelError> {
-        self.state
-            .run(inputs)
-            .map_err(|e| ModelError::Run { path: self.path.clone(), cause: chain(&e) })
+        self.state.run(inputs).map_err(|e| ModelError::Run {
+            path: self.path.clone(),
+            cause: chain(&e),
+        })
     }
+}
+
+/// Renames nodes that share a name (`name`, `name#2`, ...). Some exporters give many nodes the
+/// same name (Silero's openvino file has dozens of `F0::anon` constants), which tract's
+/// consistency checks reject in debug builds.
+fn unique_names<F, O>(nodes: &mut [tract_onnx::tract_core::model::Node<F, O>])
+where
+    F: Fact + Clone + 'static,
+{
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for node in nodes {
+        let count = seen.entry(node.name.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            node.name = format!("{}#{}", node.name, count);
+        }
+    }
+}
+
+/// The values of an `f32` tensor (a model output), or `None` for another type.
+pub fn f32_values(tensor: &Tensor) -> Option<&[f32]> {
+    tensor.try_as_plain_ram().ok()?.as_slice::<f32>().ok()
 }
 
 /// "`bash tools/fetch-models.sh`", plus the model's own script when it has one.
