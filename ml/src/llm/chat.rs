@@ -169,7 +169,11 @@ fn generation_settings(dir: &Path) -> Result<(Vec<u32>, usize), LlmError> {
                 .iter()
                 .filter_map(|x| x.as_u64()?.try_into().ok())
                 .collect(),
-            v => v.as_u64().and_then(|x| x.try_into().ok()).into_iter().collect(),
+            v => v
+                .as_u64()
+                .and_then(|x| x.try_into().ok())
+                .into_iter()
+                .collect(),
         }
     };
     if let Some(v) = json.get("eos_token_id") {

@@ -209,7 +209,10 @@ impl LanguageModel {
 
     fn int_tensor(dt: DatumType, values: &[i64]) -> Result<TValue, LlmError> {
         let t = Tensor::from_shape(&[1, values.len()], values).map_err(run_err)?;
-        Ok(t.cast_to_dt(dt).map_err(run_err)?.into_owned().into_tvalue())
+        Ok(t.cast_to_dt(dt)
+            .map_err(run_err)?
+            .into_owned()
+            .into_tvalue())
     }
 }
 

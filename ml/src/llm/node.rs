@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload,
-    PortSpec, PortType, Text, Token,
+    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload, PortSpec,
+    PortType, Text, Token,
 };
 
 use super::chat::{ChatConfig, ChatModel, DEFAULT_SYSTEM};
@@ -80,13 +80,8 @@ pub fn kind() -> NodeKind {
         "system prompt (empty: none)",
     ))
     .option(
-        OptionSpec::with_default(
-            "max_tokens",
-            OptionType::Int,
-            64,
-            "most tokens per answer",
-        )
-        .range(1.0, 8192.0),
+        OptionSpec::with_default("max_tokens", OptionType::Int, 64, "most tokens per answer")
+            .range(1.0, 8192.0),
     )
     .option(
         OptionSpec::with_default(
@@ -160,7 +155,12 @@ impl Node for ChatNode {
         Ok(())
     }
 
-    fn process(&mut self, _port: usize, packet: Packet, out: &mut Outputs) -> Result<(), NodeError> {
+    fn process(
+        &mut self,
+        _port: usize,
+        packet: Packet,
+        out: &mut Outputs,
+    ) -> Result<(), NodeError> {
         let Payload::Text(prompt) = &packet.payload else {
             return Err(NodeError::new(format!(
                 "input `prompt` expects text, got {}",

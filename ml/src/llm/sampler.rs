@@ -152,9 +152,15 @@ mod tests {
 
     #[test]
     fn rng_is_reproducible_and_uniform_enough() {
-        let a: Vec<u32> = (0..5).scan(Rng::new(7), |r, _| Some(r.next_u32())).collect();
-        let b: Vec<u32> = (0..5).scan(Rng::new(7), |r, _| Some(r.next_u32())).collect();
-        let c: Vec<u32> = (0..5).scan(Rng::new(8), |r, _| Some(r.next_u32())).collect();
+        let a: Vec<u32> = (0..5)
+            .scan(Rng::new(7), |r, _| Some(r.next_u32()))
+            .collect();
+        let b: Vec<u32> = (0..5)
+            .scan(Rng::new(7), |r, _| Some(r.next_u32()))
+            .collect();
+        let c: Vec<u32> = (0..5)
+            .scan(Rng::new(8), |r, _| Some(r.next_u32()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut rng = Rng::new(1);
