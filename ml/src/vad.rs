@@ -21,8 +21,8 @@
 //!
 //! Segment ends are refined: Silero's probability lags the end of speech by up to two chunks
 //! (32–64 ms of silence still scored as speech), so at a real end (not a `max_segment_s`
-//! cut) the trailing 10 ms windows of those chunks that are at the noise floor (measured on
-//! the stream's non-speech chunks) are given back to the silence.
+//! cut) the trailing 10 ms windows, up to 60 ms, that are within 10 dB of the noise floor
+//! (measured on the stream's non-speech chunks) are given back to the silence.
 
 use std::path::PathBuf;
 
@@ -52,8 +52,8 @@ pub const FETCH_VAD: &str = "bash tools/models/silero_vad.sh";
 const HYSTERESIS: f32 = 0.15;
 /// Window used to refine segment ends: 10 ms.
 const REFINE_WINDOW: usize = 160;
-/// At most this many trailing samples (two chunks) are given back to the silence.
-const REFINE_MAX: usize = 2 * CHUNK;
+/// At most this many trailing samples (60 ms, about two chunks) are given back to the silence.
+const REFINE_MAX: usize = 6 * REFINE_WINDOW;
 /// A 10 ms window within this many dB of the noise floor counts as silence when refining.
 const REFINE_MARGIN_DB: f32 = 10.0;
 
@@ -168,7 +168,7 @@ impl SileroVad {
         new[..n].copy_from_slice(&chunk[..n]);
         new[n..].iter_mut().for_each(|x| *x = 0.0);
         let input = Tensor::from_shape(&[1, CONTEXT + CHUNK], &self.input).expect("static shape");
-        let state = std::mem::replace(&mut self.state, Tensor::default());
+        let state = std::mem::take(&mut self.state);
         let outputs = self.model.run(tvec![input.into(), state.into()])?;
         let bad = |what: &str| ModelError::Run {
             path: self.model.path().to_path_buf(),
@@ -273,7 +273,7 @@ impl VadStream {
         Ok(())
     }
 
-    /// Moves each real speech end back over trailing noise-floor audio (at most two chunks).
+    /// Moves each real speech end back over trailing noise-floor audio (at most 60 ms).
     fn refine_ends(&self, events: &mut [SegmentEvent]) {
         let Some(floor_db) = self.floor.db() else {
             return;
