@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! cargo run --example bench_llm -p weir-ml -- [--runs 5] [--threads 1,2] [--tokens 32]
-//!     [--model-dir models/smollm2-135m] [--explicit]
+//!     [--model-dir models/smollm2-135m] [--explicit] [--mac-threshold N]
 //! ```
+//! `--explicit` adds a 1-thread run of the explicit-KV-cache form; `--mac-threshold` sets
+//! tract's process-wide size (multiply-accumulates) above which a matrix-vector product is
+//! split across threads (tract's default is 2^21, which leaves most of a 135M model's decode
+//! step on one thread).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +25,8 @@ struct Args {
     tokens: usize,
     model_dir: PathBuf,
     explicit: bool,
+    /// tract's multiply-accumulate count above which a matrix-vector product is threaded.
+    mac_threshold: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -33,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
             "/../models/smollm2-135m"
         )),
         explicit: false,
+        mac_threshold: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--model-dir" => args.model_dir = PathBuf::from(value()?),
             "--explicit" => args.explicit = true,
+            "--mac-threshold" => args.mac_threshold = Some(number(value()?)?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -122,9 +130,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(macs) = args.mac_threshold {
+        tract_onnx::prelude::multithread::set_threading_mac_threshold(macs);
+    }
     println!(
-        "prompt {PROMPT:?}, {} runs (medians), up to {} tokens, greedy",
-        args.runs, args.tokens
+        "prompt {PROMPT:?}, {} runs (medians), up to {} tokens, greedy, mac threshold {:?}",
+        args.runs, args.tokens, args.mac_threshold
     );
     println!(
         "| threads | KV cache | tract load ms | load + prefix ms | system prefix ms \
