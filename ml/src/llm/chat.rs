@@ -347,6 +347,20 @@ impl ChatModel {
         Ok(session)
     }
 
+    /// Whether the answer ends with token `id`, the `generated`-th, with `cached` tokens in
+    /// the KV cache.
+    fn stop_reason(&self, id: u32, generated: usize, cached: usize) -> Option<StopReason> {
+        if self.stop.contains(&id) {
+            Some(StopReason::EndToken)
+        } else if generated >= self.config.max_tokens.max(1) {
+            Some(StopReason::MaxTokens)
+        } else if cached >= self.max_positions {
+            Some(StopReason::ContextFull)
+        } else {
+            None
+        }
+    }
+
     /// Decodes `ids` to text, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
         self.tokenizer.decode(ids, true).map_err(tok_err)
@@ -385,20 +399,11 @@ impl ChatModel {
         let mut ids = Vec::new();
         let mut decode_time = Duration::ZERO;
         let mut decode_steps = 0;
-        let max_tokens = self.config.max_tokens.max(1);
         let stop = loop {
             let id = self.sampler.sample(&logits);
             ids.push(id);
             let index = ids.len() - 1;
-            let stop = if self.stop.contains(&id) {
-                Some(StopReason::EndToken)
-            } else if ids.len() >= max_tokens {
-                Some(StopReason::MaxTokens)
-            } else if session.len() >= self.max_positions {
-                Some(StopReason::ContextFull)
-            } else {
-                None
-            };
+            let stop = self.stop_reason(id, ids.len(), session.len());
             let mut text = String::new();
             if stop != Some(StopReason::EndToken) {
                 text = stream.push(&self.tokenizer, id)?;
