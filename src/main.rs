@@ -53,6 +53,8 @@ enum Command {
         /// Graph file.
         graph: PathBuf,
     },
+    /// List audio input and output devices with their supported configurations.
+    Devices,
 }
 
 /// Exit status: the graph file or the command line is wrong.
@@ -97,6 +99,16 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(code) => code,
+        },
+        Command::Devices => match weir_live::devices_report() {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
         },
     }
 }

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use weir_engine::{
-    Event, Flow, Graph, Loader, Node, NodeError, NodeKind, OptionSpec, OptionType, Outputs,
-    Packet, Payload, PortSpec, PortType, Registry, Timestamp,
+    Event, Flow, Graph, Loader, Node, NodeError, NodeKind, OptionSpec, OptionType, Outputs, Packet,
+    Payload, PortSpec, PortType, Registry, Timestamp,
 };
 
 const STAGES: usize = 5;
@@ -80,7 +80,8 @@ struct Sink {
 
 impl Node for Sink {
     fn process(&mut self, _: usize, p: Packet, _: &mut Outputs) -> Result<(), NodeError> {
-        self.latencies.push(now_ns(self.epoch) - p.timestamp.as_nanos());
+        self.latencies
+            .push(now_ns(self.epoch) - p.timestamp.as_nanos());
         Ok(())
     }
     fn close(&mut self, _: &mut Outputs) -> Result<(), NodeError> {
@@ -132,10 +133,15 @@ fn engine_run(count: u64, gap: Duration) -> Run {
         "defaults: {{ queue: {QUEUE} }}\nnodes:\n  s0: {{ node: bench.source, with: {{ count: {count} }} }}\n"
     );
     for i in 1..=STAGES {
-        yaml += &format!("  s{i}: {{ node: bench.pass, in: {{ in: s{}.out }} }}\n", i - 1);
+        yaml += &format!(
+            "  s{i}: {{ node: bench.pass, in: {{ in: s{}.out }} }}\n",
+            i - 1
+        );
     }
     yaml += &format!("  sink: {{ node: bench.sink, in: {{ in: s{STAGES}.out }} }}\n");
-    let plan = Loader::new(&reg).load_str(Path::new("bench.yaml"), &yaml).unwrap();
+    let plan = Loader::new(&reg)
+        .load_str(Path::new("bench.yaml"), &yaml)
+        .unwrap();
     let start = Instant::now();
     Graph::build(plan, &reg).unwrap().run().unwrap();
     let elapsed = start.elapsed();
@@ -182,7 +188,10 @@ fn raw_run(count: u64, gap: Duration) -> Run {
         h.join().unwrap();
     }
     let latencies = sink.join().unwrap();
-    Run { elapsed: start.elapsed(), latencies }
+    Run {
+        elapsed: start.elapsed(),
+        latencies,
+    }
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
@@ -195,15 +204,28 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let mut tput = [Vec::new(), Vec::new()];
     let mut p50 = [Vec::new(), Vec::new()];
     let mut p99 = [Vec::new(), Vec::new()];
     for round in 0..rounds {
         for (i, which) in ["engine", "raw"].iter().enumerate() {
-            let run = |count, gap| if i == 0 { engine_run(count, gap) } else { raw_run(count, gap) };
+            let run = |count, gap| {
+                if i == 0 {
+                    engine_run(count, gap)
+                } else {
+                    raw_run(count, gap)
+                }
+            };
             let t = run(THROUGHPUT_PACKETS, Duration::ZERO);
-            assert_eq!(t.latencies.len() as u64, THROUGHPUT_PACKETS, "{which}: packets lost");
+            assert_eq!(
+                t.latencies.len() as u64,
+                THROUGHPUT_PACKETS,
+                "{which}: packets lost"
+            );
             tput[i].push(THROUGHPUT_PACKETS as f64 / t.elapsed.as_secs_f64());
             let mut l = run(LATENCY_PACKETS, LATENCY_GAP).latencies;
             l.sort_unstable();
@@ -216,8 +238,29 @@ fn main() {
     let (le, lr) = (median(p50[0].clone()), median(p50[1].clone()));
     let (qe, qr) = (median(p99[0].clone()), median(p99[1].clone()));
     println!("chain of {STAGES} pass-through nodes ({HOPS} hops), queues of {QUEUE}, medians of {rounds} rounds");
-    println!("{:<28} {:>14} {:>14} {:>8}", "", "weir engine", "raw crossbeam", "ratio");
-    println!("{:<28} {:>14.0} {:>14.0} {:>8.2}", "throughput (packets/s)", te, tr, tr / te);
-    println!("{:<28} {:>14.0} {:>14.0} {:>8.2}", "per-hop latency p50 (ns)", le, lr, le / lr);
-    println!("{:<28} {:>14.0} {:>14.0} {:>8.2}", "per-hop latency p99 (ns)", qe, qr, qe / qr);
+    println!(
+        "{:<28} {:>14} {:>14} {:>8}",
+        "", "weir engine", "raw crossbeam", "ratio"
+    );
+    println!(
+        "{:<28} {:>14.0} {:>14.0} {:>8.2}",
+        "throughput (packets/s)",
+        te,
+        tr,
+        tr / te
+    );
+    println!(
+        "{:<28} {:>14.0} {:>14.0} {:>8.2}",
+        "per-hop latency p50 (ns)",
+        le,
+        lr,
+        le / lr
+    );
+    println!(
+        "{:<28} {:>14.0} {:>14.0} {:>8.2}",
+        "per-hop latency p99 (ns)",
+        qe,
+        qr,
+        qe / qr
+    );
 }

@@ -4,6 +4,8 @@
 //! [`channel_sink`] makes a sink kind whose packets the program reads from a `Receiver`.
 //! Tests use them as a vector source and a collecting sink.
 
+use std::sync::Mutex;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::node::{Flow, Node, NodeError, Outputs};
@@ -56,13 +58,26 @@ pub fn channel_source(name: &'static str, ty: PortType) -> (NodeKind, Sender<Pac
 }
 
 /// A sink kind `name` with one input `in` of type `ty`, whose packets arrive on the
-/// returned receiver; it disconnects when the graph ends.
+/// returned receiver; it disconnects when the graph ends. The kind builds one node only: the
+/// node owns the only sender, so the receiver sees the end of the stream.
 pub fn channel_sink(name: &'static str, ty: PortType) -> (NodeKind, Receiver<Packet>) {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let slot = Mutex::new(Some(tx));
     let kind = NodeKind::new(
         name,
         "packets delivered to the embedding program",
-        move |_| Ok(Box::new(ChannelSink { tx: tx.clone() })),
+        move |_| {
+            let tx = slot
+                .lock()
+                .map_err(|_| NodeError::new("sink state poisoned"))?
+                .take()
+                .ok_or_else(|| {
+                    NodeError::new(format!(
+                        "`{name}` can feed one graph node only, and it is taken"
+                    ))
+                })?;
+            Ok(Box::new(ChannelSink { tx }))
+        },
     )
     .input(PortSpec::new("in", ty, "packets for the program"));
     (kind, rx)

@@ -4,10 +4,10 @@
 //! algorithm (resampler state, segmenter, level meter) is a plain struct usable without the
 //! engine; the node around it is a thin adapter. Nodes know nothing of threads or channels.
 //!
-//! - [`audio`]: `audio.wav_file`, `audio.wav_writer`, `audio.resample`, `audio.level`
-//! - [`speech`]: `speech.energy_vad`
-//! - [`text`]: `text.print`
-//! - [`io`]: `io.jsonl`
+//! - [`audio`] — `audio.wav_file`, `audio.wav_writer`, `audio.resample`, `audio.level`
+//! - [`speech`] — `speech.energy_vad`
+//! - [`text`] — `text.print`
+//! - [`io`] — `io.jsonl`
 //!
 //! ```
 //! let mut registry = weir_engine::Registry::new();

@@ -110,8 +110,11 @@ impl FromStr for Override {
 pub struct Loader<'a> {
     registry: &'a Registry,
     overrides: Vec<Override>,
-    env: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    env: EnvLookup<'a>,
 }
+
+/// Looks up `${VAR}` values.
+type EnvLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
 impl<'a> Loader<'a> {
     /// A loader for graphs made of `registry`'s kinds, reading `${VAR}` from the process
