@@ -22,7 +22,9 @@ nodes:
 ";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "data/pauses.wav".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "data/pauses.wav".into());
 
     // The program's own source and sink become node kinds the graph can use.
     let mut registry = weir_nodes::registry();
@@ -38,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut reader = hound::WavReader::open(&path)?;
     let spec = reader.spec();
     let scale = 1.0 / f32::from(i16::MAX);
-    let samples: Vec<f32> = reader.samples::<i16>().map(|s| s.map(|v| f32::from(v) * scale)).collect::<Result<_, _>>()?;
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| s.map(|v| f32::from(v) * scale))
+        .collect::<Result<_, _>>()?;
     let frame = (spec.sample_rate / 50) as usize * usize::from(spec.channels);
     for (i, chunk) in samples.chunks(frame).enumerate() {
         let audio = AudioFrame {
