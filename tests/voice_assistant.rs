@@ -1,0 +1,89 @@
+//! The default graph end to end on a recorded spoken question: real VAD, Whisper and SLM.
+
+mod common;
+
+use common::{data, root, stderr, weir};
+
+fn require_models() {
+    for m in [
+        "silero_vad_16k.onnx",
+        "whisper-tiny.en/decoder.onnx",
+        "smollm2-135m/model.onnx",
+    ] {
+        let p = root().join("models").join(m);
+        assert!(
+            p.exists(),
+            "model `{}` is missing: run `bash tools/fetch-models.sh`",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {
+    require_models();
+    data("synth/question_44k_stereo.wav");
+    let run = weir(
+        &[
+            "run",
+            "graphs/voice_assistant.yaml",
+            "--set",
+            "answer.format=json",
+            "--set",
+            "heard.format=json",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+
+    let heard: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "text")
+        .filter_map(|l| l["text"].as_str())
+        .collect();
+    assert_eq!(heard.len(), 1, "one question was asked: {heard:?}");
+    let question = heard[0].to_lowercase();
+    assert!(
+        question.contains("capital") && question.contains("france"),
+        "heard {question:?}"
+    );
+
+    let tokens: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "token").collect();
+    assert!(tokens.len() > 1, "the answer is streamed token by token");
+    let answer: String = tokens.iter().filter_map(|t| t["text"].as_str()).collect();
+    assert!(answer.contains("Paris"), "answer {answer:?}");
+    let indices: Vec<u64> = tokens
+        .iter()
+        .map(|t| t["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        indices,
+        (0..tokens.len() as u64).collect::<Vec<_>>(),
+        "tokens in order"
+    );
+    assert_eq!(
+        tokens.last().unwrap()["last"],
+        true,
+        "the last token is flagged"
+    );
+}
+
+#[test]
+fn voice_assistant_prints_transcript_and_answer_for_people() {
+    require_models();
+    let run = weir(&["run", "graphs/voice_assistant.yaml"], &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let mut lines = stdout.lines();
+    let transcript = lines.next().unwrap_or_default();
+    assert!(
+        transcript.starts_with("[0.") && transcript.to_lowercase().contains("capital"),
+        "{stdout}"
+    );
+    assert!(lines.any(|l| l.contains("Paris")), "{stdout}");
+}
