@@ -75,6 +75,51 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// CPU time of the whole process (all threads) in ms, from `/proc/self/stat` (10 ms ticks);
+/// `None` off Linux. On a loaded machine it shows the compute cost that wall time hides.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
+/// Wall and CPU milliseconds of one answer: (prompt, decode per token) each.
+#[derive(Clone, Copy, Default)]
+struct Timing {
+    prompt: f64,
+    decode: f64,
+    prompt_cpu: f64,
+    decode_cpu: f64,
+    prompt_tokens: usize,
+}
+
+fn timed_answer(chat: &mut ChatModel) -> Result<(Timing, String), LlmError> {
+    let before = cpu_ms().unwrap_or(f64::NAN);
+    let (mut first, mut last) = (f64::NAN, f64::NAN);
+    let answer = chat.generate(PROMPT, |piece| {
+        if piece.index == 0 {
+            first = cpu_ms().unwrap_or(f64::NAN);
+        }
+        if piece.last {
+            last = cpu_ms().unwrap_or(f64::NAN);
+        }
+        Ok::<_, LlmError>(())
+    })?;
+    let steps = answer.decode_steps.max(1) as f64;
+    let timing = Timing {
+        prompt: answer.prompt_time.as_secs_f64() * 1e3,
+        decode: answer.decode_ms_per_token(),
+        prompt_cpu: first - before,
+        decode_cpu: (last - first) / steps,
+        prompt_tokens: answer.prompt_tokens,
+    };
+    Ok((timing, answer.text))
+}
+
 /// One configuration: load, then `runs` answers with and without the prefix cache.
 fn bench(args: &Args, threads: usize, kv_state: bool) -> Result<(), LlmError> {
     let form = if kv_state { "state" } else { "explicit" };
@@ -90,33 +135,33 @@ fn bench(args: &Args, threads: usize, kv_state: bool) -> Result<(), LlmError> {
     let total_load = started.elapsed().as_secs_f64() * 1e3;
     let tract_load = chat.load_time().as_secs_f64() * 1e3;
     let prefix_ms = chat.prefix_time().as_secs_f64() * 1e3;
-    let (mut cached, mut uncached, mut decode) = (Vec::new(), Vec::new(), Vec::new());
-    let mut answer_text = String::new();
-    let mut prompt_tokens = (0, 0);
     // One warm-up answer, not counted.
-    chat.generate(PROMPT, |_| Ok::<_, LlmError>(()))?;
+    timed_answer(&mut chat)?;
+    let (mut cached, mut uncached, mut answer_text) = (Vec::new(), Vec::new(), String::new());
     for _ in 0..args.runs {
         chat.set_prefix_cache(true)?;
-        let a = chat.generate(PROMPT, |_| Ok::<_, LlmError>(()))?;
-        cached.push(a.prompt_time.as_secs_f64() * 1e3);
-        decode.push(a.decode_ms_per_token());
-        prompt_tokens.0 = a.prompt_tokens;
-        answer_text = a.text;
+        let (timing, text) = timed_answer(&mut chat)?;
+        cached.push(timing);
+        answer_text = text;
         chat.set_prefix_cache(false)?;
-        let b = chat.generate(PROMPT, |_| Ok::<_, LlmError>(()))?;
-        uncached.push(b.prompt_time.as_secs_f64() * 1e3);
-        decode.push(b.decode_ms_per_token());
-        prompt_tokens.1 = b.prompt_tokens;
+        uncached.push(timed_answer(&mut chat)?.0);
     }
-    let (c, u) = (median(&mut cached), median(&mut uncached));
+    let med = |runs: &[Timing], f: fn(&Timing) -> f64| {
+        median(&mut runs.iter().map(f).collect::<Vec<_>>())
+    };
+    let (c, u) = (med(&cached, |t| t.prompt), med(&uncached, |t| t.prompt));
+    let all: Vec<Timing> = cached.iter().chain(&uncached).copied().collect();
     println!(
-        "| {threads} | {form} | {tract_load:.0} | {total_load:.0} | {prefix_ms:.0} | {c:.0} ({} tok) \
-         | {u:.0} ({} tok) | {:.0} ms ({:.0}%) | {:.1} |",
-        prompt_tokens.0,
-        prompt_tokens.1,
+        "| {threads} | {form} | {tract_load:.0} | {total_load:.0} | {prefix_ms:.0} \
+         | {c:.0} ({} tok) | {u:.0} ({} tok) | {:.0} ms ({:.0}%) | {:.0} / {:.0} | {:.1} | {:.1} |",
+        cached[0].prompt_tokens,
+        uncached[0].prompt_tokens,
         u - c,
         100.0 * (u - c) / u,
-        median(&mut decode),
+        med(&cached, |t| t.prompt_cpu),
+        med(&uncached, |t| t.prompt_cpu),
+        med(&all, |t| t.decode),
+        med(&all, |t| t.decode_cpu),
     );
     eprintln!("  answer ({threads} thread(s), {form}): {answer_text:?}");
     Ok(())
@@ -139,9 +184,10 @@ fn main() -> ExitCode {
     );
     println!(
         "| threads | KV cache | tract load ms | load + prefix ms | system prefix ms \
-         | prompt ms, prefix cached | prompt ms, no cache | cache gain | decode ms/token |"
+         | prompt ms, prefix cached | prompt ms, no cache | cache gain \
+         | prompt CPU ms, cached / not | decode ms/token | decode CPU ms/token |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut configs: Vec<(usize, bool)> = args.threads.iter().map(|&t| (t, true)).collect();
     if args.explicit {
         configs.push((1, false));
