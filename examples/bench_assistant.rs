@@ -1,0 +1,169 @@
+//! End-to-end benchmark of the voice assistant: a recorded question is played at real-time
+//! pace into `graphs/voice_assistant.yaml` (models loaded first), several times; measures the
+//! latency from the end of speech to the first answer token and to the transcript, and the
+//! process's peak resident memory.
+//!
+//! `cargo run --example bench_assistant [-- ROUNDS [FILE.wav]]`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_engine::{
+    channel_sink, channel_source, AudioFrame, Graph, Loader, Override, Packet, Payload, PortType,
+};
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    let file = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "data/synth/question_44k_stereo.wav".into());
+
+    let mut registry = weir_nodes::registry();
+    weir_ml::register(&mut registry);
+    let (mic, audio_tx) = channel_source("bench.mic", PortType::Audio);
+    let (tokens, tokens_rx) = channel_sink("bench.tokens", PortType::Token);
+    let (texts, text_rx) = channel_sink("bench.text", PortType::Text);
+    registry.register(mic);
+    registry.register(tokens);
+    registry.register(texts);
+
+    // The shipped graph with its file source and printers swapped for the bench's endpoints.
+    let yaml = std::fs::read_to_string("graphs/voice_assistant.yaml")?
+        .replace("node: audio.wav_file", "node: bench.mic")
+        .replace(
+            "with: { path: data/synth/question_44k_stereo.wav, frame_ms: 20, realtime: false }",
+            "",
+        )
+        .replace("in: { audio: mic.audio }", "in: { audio: mic.out }");
+    let yaml = yaml
+        .replace(
+            "node: text.print\n    in: { in: asr.text }",
+            "node: bench.text\n    in: { in: asr.text }",
+        )
+        .replace(
+            "node: text.print\n    in: { in: slm.tokens }",
+            "node: bench.tokens\n    in: { in: slm.tokens }",
+        );
+    let plan = Loader::new(&registry)
+        .overrides(Vec::<Override>::new())
+        .load_str(Path::new("graphs/voice_assistant.yaml"), &yaml)?;
+    let t_start = Instant::now();
+    let running = Graph::build(plan, &registry)?.start()?;
+
+    let mut reader = hound::WavReader::open(&file)?;
+    let spec = reader.spec();
+    let scale = 1.0 / f32::from(i16::MAX);
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| s.map(|v| f32::from(v) * scale))
+        .collect::<Result<_, _>>()?;
+    let ch = usize::from(spec.channels);
+    let last_loud = samples.iter().rposition(|s| s.abs() > 0.01).unwrap_or(0) / ch;
+    let speech_end = Duration::from_secs_f64(last_loud as f64 / f64::from(spec.sample_rate));
+    let frame = (spec.sample_rate / 50) as usize * ch;
+    let silence = vec![0.0f32; frame];
+
+    // Let the models load (the first feed would otherwise wait behind them).
+    std::thread::sleep(Duration::from_secs(12));
+    eprintln!("models loaded; peak RSS so far {:.0} MiB", peak_rss_mib());
+
+    let mut position = 0u64;
+    let mut send = |chunk: &[f32], position: &mut u64| -> Result<(), Box<dyn std::error::Error>> {
+        let audio = AudioFrame {
+            rate: spec.sample_rate,
+            channels: spec.channels,
+            start_sample: *position,
+            samples: Arc::from(chunk),
+        };
+        *position = audio.end_sample();
+        audio_tx.send(Packet::new(audio.timestamp(), Payload::Audio(audio)))?;
+        Ok(())
+    };
+    let (mut to_token, mut to_text) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let t0 = Instant::now();
+        for (i, chunk) in samples.chunks(frame).enumerate() {
+            let due =
+                t0 + Duration::from_secs_f64((i * frame / ch) as f64 / f64::from(spec.sample_rate));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            send(chunk, &mut position)?;
+        }
+        // Keep the microphone running (silence) until the answer starts.
+        let end_of_speech = t0 + speech_end;
+        let mut text_at = None;
+        let first_token_at = loop {
+            std::thread::sleep(Duration::from_millis(20));
+            send(&silence, &mut position)?;
+            if text_at.is_none() && text_rx.try_recv().is_ok() {
+                text_at = Some(Instant::now());
+            }
+            if let Ok(p) = tokens_rx.try_recv() {
+                break (Instant::now(), p);
+            }
+        };
+        // Drain the rest of the answer while feeding silence.
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            send(&silence, &mut position)?;
+            if let Ok(Packet {
+                payload: Payload::Token(t),
+                ..
+            }) = tokens_rx.try_recv()
+            {
+                if t.last {
+                    break;
+                }
+            }
+        }
+        let tok = (first_token_at.0 - end_of_speech).as_secs_f64() * 1e3;
+        let txt = text_at.map_or(f64::NAN, |t| (t - end_of_speech).as_secs_f64() * 1e3);
+        eprintln!(
+            "round {}: transcript after {txt:.0} ms, first answer token after {tok:.0} ms",
+            round + 1
+        );
+        to_token.push(tok);
+        to_text.push(txt);
+    }
+    drop(audio_tx);
+    let report = running.wait()?;
+    println!(
+        "voice_assistant.yaml, {} played at real-time pace, {rounds} rounds (medians)",
+        file
+    );
+    println!(
+        "end of speech -> transcript            {:>8.0} ms",
+        median(to_text)
+    );
+    println!(
+        "end of speech -> first answer token    {:>8.0} ms",
+        median(to_token)
+    );
+    println!(
+        "peak RSS (whole process)               {:>8.0} MiB",
+        peak_rss_mib()
+    );
+    println!(
+        "graph start -> end                     {:>8.1} s",
+        t_start.elapsed().as_secs_f64()
+    );
+    eprintln!("{}", report.table());
+    Ok(())
+}
