@@ -345,7 +345,7 @@ impl NodeThread {
         match result {
             Ok(Ok(())) => tracing::debug!("ended"),
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "node failed");
+                tracing::debug!(error = %e, "node failed");
                 self.control.fail(e);
             }
             Err(panic) => {
