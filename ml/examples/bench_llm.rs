@@ -8,8 +8,7 @@
 //! ```
 //! `--explicit` adds a 1-thread run of the explicit-KV-cache form; `--mac-threshold` sets
 //! tract's process-wide size (multiply-accumulates) above which a matrix-vector product is
-//! split across threads (tract's default is 2^21, which leaves most of a 135M model's decode
-//! step on one thread).
+//! split across threads (tract's default is 2^21).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +86,44 @@ fn cpu_ms() -> Option<f64> {
     Some((utime + stime) * 10.0)
 }
 
+/// CPU ms of each live thread of tract's pools (named `weir-model-N`), from
+/// `/proc/self/task`: how evenly the work is split, whatever else runs on the machine.
+fn pool_cpu_ms() -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut threads: Vec<(String, f64)> = tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let ticks: f64 =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some((name.trim().to_string(), ticks * 10.0))
+        })
+        .filter(|(name, ms)| name.starts_with("weir-model") && *ms > 0.0)
+        .collect();
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
+    threads
+}
+
+/// Time all threads of the process spent runnable but waiting for a core, in ms (Linux
+/// schedstat): how much the other programs on the machine slowed the measurement.
+fn run_queue_wait_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    tasks
+        .filter_map(|t| {
+            let text = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+            text.split(' ').nth(1)?.parse::<f64>().ok()
+        })
+        .sum::<f64>()
+        / 1e6
+}
+
 /// Wall and CPU milliseconds of one answer: (prompt, decode per token) each.
 #[derive(Clone, Copy, Default)]
 struct Timing {
@@ -135,9 +172,13 @@ fn bench(args: &Args, threads: usize, kv_state: bool) -> Result<(), LlmError> {
     let total_load = started.elapsed().as_secs_f64() * 1e3;
     let tract_load = chat.load_time().as_secs_f64() * 1e3;
     let prefix_ms = chat.prefix_time().as_secs_f64() * 1e3;
+    if let Some(macs) = args.mac_threshold {
+        tract_onnx::prelude::multithread::set_threading_mac_threshold(macs);
+    }
     // One warm-up answer, not counted.
     timed_answer(&mut chat)?;
     let (mut cached, mut uncached, mut answer_text) = (Vec::new(), Vec::new(), String::new());
+    let (wait_before, wall_before) = (run_queue_wait_ms(), Instant::now());
     for _ in 0..args.runs {
         chat.set_prefix_cache(true)?;
         let (timing, text) = timed_answer(&mut chat)?;
@@ -146,6 +187,8 @@ fn bench(args: &Args, threads: usize, kv_state: bool) -> Result<(), LlmError> {
         chat.set_prefix_cache(false)?;
         uncached.push(timed_answer(&mut chat)?.0);
     }
+    let waited = run_queue_wait_ms() - wait_before;
+    let wall = wall_before.elapsed().as_secs_f64() * 1e3;
     let med = |runs: &[Timing], f: fn(&Timing) -> f64| {
         median(&mut runs.iter().map(f).collect::<Vec<_>>())
     };
@@ -164,6 +207,15 @@ fn bench(args: &Args, threads: usize, kv_state: bool) -> Result<(), LlmError> {
         med(&all, |t| t.decode_cpu),
     );
     eprintln!("  answer ({threads} thread(s), {form}): {answer_text:?}");
+    eprintln!("  waited for a core: {waited:.0} ms (all threads) in {wall:.0} ms of runs");
+    let pool = pool_cpu_ms();
+    if !pool.is_empty() {
+        let list: Vec<String> = pool
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms:.0} ms"))
+            .collect();
+        eprintln!("  CPU of the pool threads: {}", list.join(", "));
+    }
     Ok(())
 }
 
@@ -175,9 +227,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(macs) = args.mac_threshold {
-        tract_onnx::prelude::multithread::set_threading_mac_threshold(macs);
-    }
     println!(
         "prompt {PROMPT:?}, {} runs (medians), up to {} tokens, greedy, mac threshold {:?}",
         args.runs, args.tokens, args.mac_threshold

@@ -111,7 +111,13 @@ pub fn kind() -> NodeKind {
         .range(0.0, 9.007_199_254_740_991e15),
     )
     .option(
-        OptionSpec::with_default("threads", OptionType::Int, 1, "matmul threads").range(1.0, 64.0),
+        OptionSpec::with_default(
+            "threads",
+            OptionType::Int,
+            1,
+            "matmul threads (tract pool; clamped to the cores)",
+        )
+        .range(1.0, 64.0),
     )
     .option(OptionSpec::with_default(
         "prefix_cache",
