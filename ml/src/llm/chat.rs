@@ -199,7 +199,7 @@ impl ChatModel {
         let dir = &config.model_dir;
         let model_path = required(dir, "model.onnx", "language model")?;
         let tokenizer_path = required(dir, "tokenizer.json", "tokenizer")?;
-        let (stop, max_positions) = generation_settings(dir)?;
+        let (mut stop, max_positions) = generation_settings(dir)?;
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| LlmError::Load {
             path: tokenizer_path.clone(),
             message: e.to_string(),
@@ -216,6 +216,13 @@ impl ChatModel {
             im_start: special("<|im_start|>")?,
             im_end: special("<|im_end|>")?,
         };
+        // A turn always ends at `<|im_end|>` and `<|endoftext|>`, whatever generation.json says.
+        let endoftext = tokenizer.token_to_id("<|endoftext|>");
+        for id in [Some(tokens.im_end), endoftext].into_iter().flatten() {
+            if !stop.contains(&id) {
+                stop.push(id);
+            }
+        }
         let lm = LanguageModel::load(
             &model_path,
             &LoadOptions {
