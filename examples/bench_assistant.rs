@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("models loaded; peak RSS so far {:.0} MiB", peak_rss_mib());
 
     let mut position = 0u64;
-    let mut send = |chunk: &[f32], position: &mut u64| -> Result<(), Box<dyn std::error::Error>> {
+    let send = |chunk: &[f32], position: &mut u64| -> Result<(), Box<dyn std::error::Error>> {
         let audio = AudioFrame {
             rate: spec.sample_rate,
             channels: spec.channels,
