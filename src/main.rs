@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use weir_engine::graph::KindSwap;
 use weir_engine::{Graph, GraphPlan, Loader, Override, Registry};
 
 /// Real-time, on-device speech and language pipelines from YAML graphs.
@@ -122,57 +123,85 @@ fn registry() -> Registry {
 }
 
 /// Loads and validates a graph, printing every problem; `Err` carries the exit code.
+///
+/// With `--input`, the graph's only `audio.wav_file` node reads that file instead; a graph
+/// without one but with a single `audio.capture` node gets the file in place of the
+/// microphone, paced at real time.
 fn load(
     registry: &Registry,
     path: &Path,
-    mut set: Vec<Override>,
+    set: Vec<Override>,
     input: Option<&Path>,
 ) -> Result<GraphPlan, ExitCode> {
+    let mut loader = Loader::new(registry).overrides(set);
     if let Some(input) = input {
-        match wav_source(registry, path) {
-            Ok(node) => set.push(Override {
-                node,
-                option: "path".into(),
-                value: input.display().to_string().into(),
-            }),
+        match replay_swap(registry, path, input) {
+            Ok(swap) => loader = loader.swap(swap),
             Err(msg) => {
                 eprintln!("error: --input: {msg}");
                 return Err(ExitCode::from(EXIT_BAD_GRAPH));
             }
         }
     }
-    Loader::new(registry)
-        .overrides(set)
-        .load_file(path)
-        .map_err(|e| {
-            eprintln!("{e}");
-            ExitCode::from(EXIT_BAD_GRAPH)
-        })
+    loader.load_file(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_BAD_GRAPH)
+    })
 }
 
-/// The name of the graph's only `audio.wav_file` node, for `--input`.
-fn wav_source(registry: &Registry, path: &Path) -> Result<String, String> {
+/// The node that `--input FILE.wav` replaces: the only file source, or else the only
+/// microphone.
+fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwap, String> {
     let plan = Loader::new(registry)
         .load_file(path)
         .map_err(|e| format!("the graph does not load:\n{e}"))?;
-    let sources: Vec<&str> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.kind == "audio.wav_file")
-        .map(|n| n.name.as_str())
-        .collect();
-    match sources.as_slice() {
-        [one] => Ok(one.to_string()),
-        [] => Err(format!(
-            "{} has no audio.wav_file node to replay into",
-            path.display()
-        )),
-        many => Err(format!(
-            "{} has several audio.wav_file nodes ({}); use --set NODE.path=FILE",
-            path.display(),
-            many.join(", ")
-        )),
+    let of_kind = |kind: &str| -> Vec<&str> {
+        plan.nodes
+            .iter()
+            .filter(|n| n.kind == kind)
+            .map(|n| n.name.as_str())
+            .collect()
+    };
+    let file = input.display().to_string();
+    let (files, mics) = (of_kind("audio.wav_file"), of_kind("audio.capture"));
+    let (node, realtime) = match (files.as_slice(), mics.as_slice()) {
+        ([one], _) => (one.to_string(), None),
+        ([], [one]) => (one.to_string(), Some(true)),
+        ([], []) => {
+            return Err(format!(
+                "{} has no audio.wav_file or audio.capture node to replay into",
+                path.display()
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{} has several audio sources ({}); use --set NODE.path=FILE",
+                path.display(),
+                [files, mics].concat().join(", ")
+            ))
+        }
+    };
+    let mut options = vec![("path".to_string(), file.into())];
+    if let Some(previous) = plan.nodes.iter().find(|n| n.name == node) {
+        let realtime = realtime.map(Into::into).or_else(|| {
+            previous
+                .options
+                .iter()
+                .find(|(k, _)| *k == "realtime")
+                .map(|(_, v)| v.clone())
+        });
+        if let Some(v) = realtime {
+            options.push(("realtime".to_string(), v));
+        }
+        if let Some((_, v)) = previous.options.iter().find(|(k, _)| *k == "frame_ms") {
+            options.push(("frame_ms".to_string(), v.clone()));
+        }
     }
+    Ok(KindSwap {
+        node,
+        kind: "audio.wav_file".into(),
+        options,
+    })
 }
 
 fn run(

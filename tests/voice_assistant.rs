@@ -87,3 +87,28 @@ fn voice_assistant_prints_transcript_and_answer_for_people() {
     );
     assert!(lines.any(|l| l.contains("Paris")), "{stdout}");
 }
+
+#[test]
+fn live_graph_replays_a_file_in_place_of_the_microphone() {
+    require_models();
+    let wav = data("synth/question_44k_stereo.wav");
+    let run = weir(
+        &[
+            "run",
+            "graphs/voice_assistant_live.yaml",
+            "--input",
+            wav.to_str().unwrap(),
+            "--stats",
+        ],
+        &[],
+    );
+    let err = stderr(&run);
+    assert!(run.status.success(), "{err}");
+    // The microphone node became a file source paced at real time.
+    assert!(err.contains("mic              audio.wav_file"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("Paris"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}

@@ -5,4 +5,4 @@ mod spec;
 pub mod validate;
 
 pub use diagnostic::{closest, Diagnostic, GraphFileError, Pos};
-pub use validate::{load, GraphPlan, Loader, Override, PlanEdge, PlanNode};
+pub use validate::{load, GraphPlan, KindSwap, Loader, Override, PlanEdge, PlanNode};

@@ -106,10 +106,22 @@ impl FromStr for Override {
     }
 }
 
+/// A node whose kind and options are replaced before validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindSwap {
+    /// Node name.
+    pub node: String,
+    /// New kind.
+    pub kind: String,
+    /// New options (the old ones are dropped).
+    pub options: Vec<(String, Value)>,
+}
+
 /// What to load and how: a graph file's text plus overrides and an environment.
 pub struct Loader<'a> {
     registry: &'a Registry,
     overrides: Vec<Override>,
+    swaps: Vec<KindSwap>,
     env: EnvLookup<'a>,
 }
 
@@ -123,6 +135,7 @@ impl<'a> Loader<'a> {
         Loader {
             registry,
             overrides: Vec::new(),
+            swaps: Vec::new(),
             env: Box::new(|k| std::env::var(k).ok()),
         }
     }
@@ -130,6 +143,12 @@ impl<'a> Loader<'a> {
     /// Adds `--set` overrides.
     pub fn overrides(mut self, overrides: impl IntoIterator<Item = Override>) -> Self {
         self.overrides.extend(overrides);
+        self
+    }
+
+    /// Replaces a node's kind and options before validation (e.g. a microphone by a file).
+    pub fn swap(mut self, swap: KindSwap) -> Self {
+        self.swaps.push(swap);
         self
     }
 
@@ -168,6 +187,7 @@ impl<'a> Loader<'a> {
         let mut v = Validator {
             registry: self.registry,
             env: &*self.env,
+            swaps: &self.swaps,
             diags: Vec::new(),
         };
         let plan = v.graph(raw, path, &self.overrides);
@@ -201,6 +221,7 @@ fn str_pos(s: &SpannedStr) -> Pos {
 }
 
 struct Validator<'a> {
+    swaps: &'a [KindSwap],
     registry: &'a Registry,
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
@@ -293,7 +314,21 @@ impl<'a> Validator<'a> {
                 continue;
             }
             seen.insert(name.value.clone(), name.referenced.line());
-            let raw = node.value;
+            let mut raw = node.value;
+            if let Some(swap) = self.swaps.iter().find(|s| s.node == name.value) {
+                let at = raw.node.as_ref().map_or(node.referenced, |k| k.referenced);
+                raw.node = Some(Spanned::new(swap.kind.clone(), at, at));
+                raw.with.0 = swap
+                    .options
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            Spanned::new(k.clone(), at, at),
+                            Spanned::new(v.clone(), at, at),
+                        )
+                    })
+                    .collect();
+            }
             for key in &raw.unknown {
                 let mut d =
                     Diagnostic::new(str_pos(key), format!("unknown node field `{}`", key.value))
