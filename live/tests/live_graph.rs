@@ -1,0 +1,30 @@
+//! graphs/voice_assistant_live.yaml validates against the full registry (needs weir-ml:
+//! `cargo test -p weir-live --features ml --test live_graph`).
+
+#[cfg(feature = "ml")]
+#[test]
+fn voice_assistant_live_graph_validates() {
+    use std::path::PathBuf;
+    let mut registry = weir_nodes::registry();
+    weir_live::register(&mut registry);
+    weir_ml::register(&mut registry);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../graphs/voice_assistant_live.yaml");
+    let plan = weir_engine::Loader::new(&registry)
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = plan.nodes.iter().map(|n| n.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"audio.capture") && kinds.contains(&"llm.chat"),
+        "{kinds:?}"
+    );
+    let dropping = plan
+        .edges
+        .iter()
+        .filter(|e| e.queue.overflow == weir_engine::Overflow::DropOldest)
+        .count();
+    assert!(
+        dropping >= 2,
+        "the audio edges up to the VAD drop rather than stall"
+    );
+}
