@@ -1,8 +1,10 @@
 //! Graph files: parsing with positions, validation into a [`GraphPlan`], and diagnostics.
 
 pub mod diagnostic;
+pub mod loader;
 mod spec;
 pub mod validate;
 
 pub use diagnostic::{closest, Diagnostic, GraphFileError, Pos};
-pub use validate::{load, GraphPlan, KindSwap, Loader, Override, PlanEdge, PlanNode};
+pub use loader::{load, KindSwap, Loader, Override};
+pub use validate::{GraphPlan, PlanEdge, PlanNode};

@@ -1,4 +1,4 @@
-//! Turns a raw graph file into a validated [`GraphPlan`], collecting every problem.
+//! Turns a parsed graph file into a validated [`GraphPlan`], collecting every problem.
 //!
 //! Checks: unknown top-level keys, node fields, kinds, ports and options (with suggestions);
 //! missing required options; option types and ranges; duplicate node names; inputs fed
@@ -7,15 +7,15 @@
 //! `--set node.option=value` overrides are applied before the checks.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 
 use petgraph::graph::DiGraph;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use super::diagnostic::{Diagnostic, GraphFileError, Pos};
-use super::spec::{self, RawGraph, RawNode, RawQueue, SpannedStr};
+use super::diagnostic::{Diagnostic, Pos};
+use super::loader::{KindSwap, Override};
+use super::spec::{RawGraph, RawNode, RawQueue, SpannedStr};
 use crate::channel::{Overflow, QueueConfig};
 use crate::registry::{NodeKind, OptionType, Options, Registry};
 
@@ -71,145 +71,6 @@ pub struct GraphPlan {
     pub nodes: Vec<PlanNode>,
     /// Edges in file order.
     pub edges: Vec<PlanEdge>,
-}
-
-/// An option override: `node.option=value` (the value is parsed as YAML).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Override {
-    /// Node name.
-    pub node: String,
-    /// Option name.
-    pub option: String,
-    /// New value.
-    pub value: Value,
-}
-
-impl FromStr for Override {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (target, raw) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}`: expected node.option=value"))?;
-        let (node, option) = target
-            .split_once('.')
-            .ok_or_else(|| format!("`{target}`: expected node.option before `=`"))?;
-        let value = if raw.is_empty() {
-            Value::String(String::new())
-        } else {
-            serde_saphyr::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.into()))
-        };
-        Ok(Override {
-            node: node.trim().to_string(),
-            option: option.trim().to_string(),
-            value,
-        })
-    }
-}
-
-/// A node whose kind and options are replaced before validation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KindSwap {
-    /// Node name.
-    pub node: String,
-    /// New kind.
-    pub kind: String,
-    /// New options (the old ones are dropped).
-    pub options: Vec<(String, Value)>,
-}
-
-/// What to load and how: a graph file's text plus overrides and an environment.
-pub struct Loader<'a> {
-    registry: &'a Registry,
-    overrides: Vec<Override>,
-    swaps: Vec<KindSwap>,
-    env: EnvLookup<'a>,
-}
-
-/// Looks up `${VAR}` values.
-type EnvLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
-
-impl<'a> Loader<'a> {
-    /// A loader for graphs made of `registry`'s kinds, reading `${VAR}` from the process
-    /// environment.
-    pub fn new(registry: &'a Registry) -> Self {
-        Loader {
-            registry,
-            overrides: Vec::new(),
-            swaps: Vec::new(),
-            env: Box::new(|k| std::env::var(k).ok()),
-        }
-    }
-
-    /// Adds `--set` overrides.
-    pub fn overrides(mut self, overrides: impl IntoIterator<Item = Override>) -> Self {
-        self.overrides.extend(overrides);
-        self
-    }
-
-    /// Replaces a node's kind and options before validation (e.g. a microphone by a file).
-    pub fn swap(mut self, swap: KindSwap) -> Self {
-        self.swaps.push(swap);
-        self
-    }
-
-    /// Replaces the environment used for `${VAR}`.
-    pub fn env(mut self, env: impl Fn(&str) -> Option<String> + 'a) -> Self {
-        self.env = Box::new(env);
-        self
-    }
-
-    /// Reads and validates the graph file at `path`.
-    pub fn load_file(&self, path: &Path) -> Result<GraphPlan, GraphFileError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => self.load_str(path, &text),
-            Err(e) => Err(GraphFileError {
-                file: path.to_path_buf(),
-                source: String::new(),
-                diagnostics: vec![Diagnostic::new(
-                    Pos::default(),
-                    format!("cannot read graph file: {e}"),
-                )],
-            }),
-        }
-    }
-
-    /// Validates graph text; `path` is used in messages.
-    pub fn load_str(&self, path: &Path, text: &str) -> Result<GraphPlan, GraphFileError> {
-        let fail = |diagnostics| GraphFileError {
-            file: path.to_path_buf(),
-            source: text.to_string(),
-            diagnostics,
-        };
-        let raw = match spec::parse(text) {
-            Ok(raw) => raw,
-            Err(e) => return Err(fail(vec![syntax_diagnostic(&e)])),
-        };
-        let mut v = Validator {
-            registry: self.registry,
-            env: &*self.env,
-            swaps: &self.swaps,
-            diags: Vec::new(),
-        };
-        let plan = v.graph(raw, path, &self.overrides);
-        if v.diags.is_empty() {
-            Ok(plan)
-        } else {
-            v.diags
-                .sort_by_key(|d| (d.pos.line, d.pos.column, d.message.clone()));
-            Err(fail(v.diags))
-        }
-    }
-}
-
-fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
-    let pos = e
-        .location()
-        .map(|l| Pos::from_location(&l, 1))
-        .unwrap_or_default();
-    let text = e.without_snippet().to_string();
-    // The location is shown by our renderer; keep the first line of the message only.
-    let message = text.lines().next().unwrap_or("invalid YAML").to_string();
-    Diagnostic::new(pos, message)
 }
 
 fn pos_of<T>(s: &Spanned<T>, len: usize) -> Pos {
@@ -799,18 +660,23 @@ fn cycle_path(edges: &[PlanEdge], members: &[usize], start: usize) -> Vec<usize>
     path
 }
 
-/// Loads and validates `path` with `registry`, applying `overrides`.
-pub fn load(
-    path: &Path,
+/// Validates a parsed graph; returns the plan and the problems found (sorted by position).
+pub(super) fn validate(
     registry: &Registry,
+    env: &dyn Fn(&str) -> Option<String>,
+    swaps: &[KindSwap],
+    raw: RawGraph,
+    path: &Path,
     overrides: &[Override],
-) -> Result<GraphPlan, GraphFileError> {
-    Loader::new(registry)
-        .overrides(overrides.iter().cloned())
-        .load_file(path)
-}
-
-/// Path used in messages for graphs given as text.
-pub fn inline_path() -> PathBuf {
-    PathBuf::from("<graph>")
+) -> (GraphPlan, Vec<Diagnostic>) {
+    let mut v = Validator {
+        registry,
+        env,
+        swaps,
+        diags: Vec::new(),
+    };
+    let plan = v.graph(raw, path, overrides);
+    v.diags
+        .sort_by_key(|d| (d.pos.line, d.pos.column, d.message.clone()));
+    (plan, v.diags)
 }
