@@ -6,7 +6,7 @@
 //!
 //! - [`audio`] — `audio.wav_file`, `audio.wav_writer`, `audio.resample`, `audio.level`
 //! - [`speech`] — `speech.energy_vad`
-//! - [`text`] — `text.print`
+//! - [`text`] — `text.print`, `text.lines`
 //! - [`io`] — `io.jsonl`
 //!
 //! ```

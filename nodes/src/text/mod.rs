@@ -1,5 +1,6 @@
-//! Text nodes: printing.
+//! Text nodes: printing, and lines of text as a source.
 
+pub mod lines;
 pub mod print;
 
 use weir_engine::Registry;
@@ -7,4 +8,5 @@ use weir_engine::Registry;
 /// Registers the text node kinds.
 pub fn register(registry: &mut Registry) {
     registry.register(print::kind());
+    registry.register(lines::kind());
 }
