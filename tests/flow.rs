@@ -311,3 +311,37 @@ fn fan_out_delivers_every_packet_to_every_consumer() {
     assert_eq!(numbers(&rx2), (0..200).collect::<Vec<_>>());
     assert_eq!(report.node("source").unwrap().packets_out, 200);
 }
+
+#[test]
+fn stop_ends_a_graph_whose_program_source_is_idle() {
+    let mut reg = Registry::new();
+    let (source, tx) = weir_engine::channel_source("test.program", PortType::Event);
+    let (sink, rx) = channel_sink("test.collect", PortType::Event);
+    reg.register(source);
+    reg.register(sink);
+    let yaml = "nodes:
+  program: { node: test.program }
+  collect: { node: test.collect, in: { in: program.out } }
+";
+    let plan = Loader::new(&reg)
+        .load_str(std::path::Path::new("t.yaml"), yaml)
+        .unwrap();
+    let running = Graph::build(plan, &reg).unwrap().start().unwrap();
+    let ev = Event {
+        name: Arc::from("n"),
+        fields: Arc::new(serde_json::json!(7)),
+    };
+    tx.send(Packet::new(Timestamp::ZERO, Payload::Event(ev)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = std::time::Instant::now();
+    running.stop_handle().stop();
+    running.wait().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(numbers(&rx), vec![7]);
+    drop(tx);
+}

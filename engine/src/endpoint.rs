@@ -5,8 +5,9 @@
 //! Tests use them as a vector source and a collecting sink.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::node::{Flow, Node, NodeError, Outputs};
 use crate::packet::{Packet, PortType};
@@ -18,12 +19,14 @@ struct ChannelSource {
 
 impl Node for ChannelSource {
     fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
-        match self.rx.recv() {
+        // Wake up now and then so that a stop request is seen even when no packet comes.
+        match self.rx.recv_timeout(Duration::from_millis(50)) {
             Ok(p) => {
                 out.send(0, p)?;
                 Ok(Flow::Continue)
             }
-            Err(_) => Ok(Flow::Done),
+            Err(RecvTimeoutError::Timeout) => Ok(Flow::Continue),
+            Err(RecvTimeoutError::Disconnected) => Ok(Flow::Done),
         }
     }
 }
