@@ -394,6 +394,19 @@ impl Node for CaptureNode {
             self.emit(b, out)?;
         }
         let at = self.position_time();
+        let trailing = self
+            .live
+            .as_mut()
+            .map_or(0, |l| l.framer.take_trailing_loss());
+        if trailing > 0 {
+            let fields = json!({
+                "lost_frames": trailing,
+                "total_lost_frames": self.counters.snapshot().overrun_frames,
+                "at_sample": self.live.as_ref().map_or(0, |l| l.framer.position() - trailing),
+            });
+            send_event(out, at, "overrun", fields)?;
+        }
+        let at = self.position_time();
         self.live = None;
         self.check_errors(out)?;
         let s = self.counters.snapshot();

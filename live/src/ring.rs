@@ -253,6 +253,15 @@ impl Framer {
         })
     }
 
+    /// Frames lost after the last block was taken (e.g. at the end of a stream), counted
+    /// once: the `lost_before` no later block will carry. Advances the position past them.
+    pub fn take_trailing_loss(&mut self) -> u64 {
+        let reached = self.apply_gaps_at_read_point();
+        let unplaced = self.unplaced.swap(0, Relaxed);
+        self.position += unplaced;
+        std::mem::take(&mut self.lost_since_block) + reached + unplaced
+    }
+
     /// The next gap marker not yet reached, if any.
     fn next_gap(&mut self) -> Option<Gap> {
         if self.pending_gap.is_none() {
