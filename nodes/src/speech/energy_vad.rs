@@ -8,7 +8,7 @@
 //! ```
 //! Each 10 ms window is speech when its RMS level is above both `threshold_db` and the
 //! tracked noise floor plus `margin_db`. Windows become segments through the shared
-//! [`Segmenter`](super::segmenter::Segmenter). Multi-channel input is down-mixed.
+//! [`super::segmenter::Segmenter`]. Multi-channel input is down-mixed.
 
 use std::sync::Arc;
 
