@@ -68,13 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t_start = Instant::now();
     let running = Graph::build(plan, &registry)?.start()?;
 
-    let mut reader = hound::WavReader::open(&file)?;
-    let spec = reader.spec();
-    let scale = 1.0 / f32::from(i16::MAX);
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| s.map(|v| f32::from(v) * scale))
-        .collect::<Result<_, _>>()?;
+    let (spec, samples) = weir_nodes::audio::wav_file::read_wav(std::path::Path::new(&file))?;
     let ch = usize::from(spec.channels);
     let last_loud = samples.iter().rposition(|s| s.abs() > 0.01).unwrap_or(0) / ch;
     let speech_end = Duration::from_secs_f64(last_loud as f64 / f64::from(spec.sample_rate));

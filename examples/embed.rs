@@ -37,13 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = Graph::build(plan, &registry)?.start()?;
 
     // Feed 20 ms frames, as a capture callback would.
-    let mut reader = hound::WavReader::open(&path)?;
-    let spec = reader.spec();
-    let scale = 1.0 / f32::from(i16::MAX);
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| s.map(|v| f32::from(v) * scale))
-        .collect::<Result<_, _>>()?;
+    let (spec, samples) = weir_nodes::audio::wav_file::read_wav(std::path::Path::new(&path))?;
     let frame = (spec.sample_rate / 50) as usize * usize::from(spec.channels);
     for (i, chunk) in samples.chunks(frame).enumerate() {
         let audio = AudioFrame {

@@ -89,19 +89,7 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 
 /// Reads a WAV file as f32 samples in [-1, 1] with its spec.
 pub fn read_wav(path: &Path) -> (hound::WavSpec, Vec<f32>) {
-    let mut r =
-        hound::WavReader::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let spec = r.spec();
-    let samples = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.unwrap() as f32 * scale)
-                .collect()
-        }
-    };
-    (spec, samples)
+    weir_nodes::audio::wav_file::read_wav(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Frames (samples per channel) of a WAV file, from its header.

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,9 +73,81 @@ impl WavFileConfig {
 }
 
 /// Converts hound's integer or float samples to `f32` in [-1, 1].
+#[derive(Clone, Copy)]
 enum SampleDecoder {
     Int { scale: f32 },
     Float,
+}
+
+impl SampleDecoder {
+    /// The decoder for a file's format; an error names the file and what is supported.
+    fn for_spec(spec: &hound::WavSpec, path: &Path) -> Result<Self, NodeError> {
+        if spec.channels == 0 || spec.sample_rate == 0 {
+            return Err(NodeError::new(format!(
+                "`{}`: invalid header ({} channels at {} Hz)",
+                path.display(),
+                spec.channels,
+                spec.sample_rate
+            )));
+        }
+        match (spec.sample_format, spec.bits_per_sample) {
+            (SampleFormat::Int, bits @ 8..=32) => Ok(SampleDecoder::Int {
+                scale: 1.0 / (1u64 << (bits - 1)) as f32,
+            }),
+            (SampleFormat::Float, 32) => Ok(SampleDecoder::Float),
+            (format, bits) => Err(NodeError::new(format!(
+                "`{}`: unsupported sample format {format:?} with {bits} bits \
+                 (expected 8/16/24/32-bit integer or 32-bit float)",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Appends up to `max` samples to `out`; returns the error that stopped reading early.
+    fn read<R: std::io::Read>(
+        self,
+        reader: &mut WavReader<R>,
+        max: usize,
+        out: &mut Vec<f32>,
+    ) -> Option<hound::Error> {
+        fn take<T, R: std::io::Read>(
+            reader: &mut WavReader<R>,
+            max: usize,
+            out: &mut Vec<f32>,
+            convert: impl Fn(T) -> f32,
+        ) -> Option<hound::Error>
+        where
+            T: hound::Sample,
+        {
+            for s in reader.samples::<T>().take(max) {
+                match s {
+                    Ok(v) => out.push(convert(v)),
+                    Err(e) => return Some(e),
+                }
+            }
+            None
+        }
+        match self {
+            SampleDecoder::Int { scale } => take(reader, max, out, |v: i32| v as f32 * scale),
+            SampleDecoder::Float => take(reader, max, out, |v: f32| v),
+        }
+    }
+}
+
+/// Reads a whole WAV file (any format `audio.wav_file` reads) as interleaved `f32` samples.
+pub fn read_wav(path: &Path) -> Result<(hound::WavSpec, Vec<f32>), NodeError> {
+    let mut reader = open_wav(path)?;
+    let spec = reader.spec();
+    let decoder = SampleDecoder::for_spec(&spec, path)?;
+    let mut samples = Vec::with_capacity(reader.len() as usize);
+    match decoder.read(&mut reader, usize::MAX, &mut samples) {
+        None => Ok((spec, samples)),
+        Some(e) => Err(NodeError::new(format!(
+            "WAV file `{}` is truncated or corrupt after {} samples: {e}",
+            path.display(),
+            samples.len()
+        ))),
+    }
 }
 
 /// Source node reading a WAV file.
@@ -131,27 +203,7 @@ impl Node for WavFileNode {
     fn open(&mut self) -> Result<(), NodeError> {
         let reader = open_wav(&self.config.path)?;
         let spec = reader.spec();
-        self.decoder = match (spec.sample_format, spec.bits_per_sample) {
-            (SampleFormat::Int, bits @ 8..=32) => SampleDecoder::Int {
-                scale: 1.0 / (1u64 << (bits - 1)) as f32,
-            },
-            (SampleFormat::Float, 32) => SampleDecoder::Float,
-            (format, bits) => {
-                return Err(NodeError::new(format!(
-                    "`{}`: unsupported sample format {format:?} with {bits} bits \
-                     (expected 8/16/24/32-bit integer or 32-bit float)",
-                    self.path()
-                )))
-            }
-        };
-        if spec.channels == 0 || spec.sample_rate == 0 {
-            return Err(NodeError::new(format!(
-                "`{}`: invalid header ({} channels at {} Hz)",
-                self.path(),
-                spec.channels,
-                spec.sample_rate
-            )));
-        }
+        self.decoder = SampleDecoder::for_spec(&spec, &self.config.path)?;
         self.rate = spec.sample_rate;
         self.channels = spec.channels;
         self.frame_frames =
@@ -171,31 +223,7 @@ impl Node for WavFileNode {
         };
         let want = self.frame_frames * usize::from(self.channels);
         let mut samples = Vec::with_capacity(want);
-        let mut failure = None;
-        match self.decoder {
-            SampleDecoder::Int { scale } => {
-                for s in reader.samples::<i32>().take(want) {
-                    match s {
-                        Ok(v) => samples.push(v as f32 * scale),
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-            }
-            SampleDecoder::Float => {
-                for s in reader.samples::<f32>().take(want) {
-                    match s {
-                        Ok(v) => samples.push(v),
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        let failure = self.decoder.read(reader, want, &mut samples);
         let short = samples.len() < want;
         // Keep whole frames only (a truncated file may end mid-frame).
         samples.truncate(samples.len() - samples.len() % usize::from(self.channels));
