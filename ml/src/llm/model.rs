@@ -86,12 +86,13 @@ impl LanguageModel {
                 transformers: options.transform,
             },
         )?;
-        let mut lm = LanguageModel::from_plan(path, model.plan().clone())?;
+        let mut lm = LanguageModel::from_model(path, &model)?;
         lm.load_time = model.load_time();
         Ok(lm)
     }
 
-    fn from_plan(path: &Path, plan: Arc<TypedRunnableModel>) -> Result<LanguageModel, LlmError> {
+    fn from_model(path: &Path, loaded: &Model) -> Result<LanguageModel, LlmError> {
+        let plan = loaded.plan().clone();
         let interface = |message: String| LlmError::Interface {
             path: path.to_path_buf(),
             message,
@@ -106,17 +107,7 @@ impl LanguageModel {
                 Ok((model.node(o.node).name.clone(), fact.datum_type, fact))
             })
             .collect::<Result<_, LlmError>>()?;
-        let outputs: Vec<String> = model
-            .output_outlets()
-            .map_err(run_err)?
-            .iter()
-            .map(|o| {
-                model
-                    .outlet_label(*o)
-                    .unwrap_or(&model.node(o.node).name)
-                    .to_string()
-            })
-            .collect();
+        let outputs = loaded.output_names();
         let find_in = |name: &str| {
             inputs
                 .iter()
