@@ -4,10 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weir_engine::graph::KindSwap;
-use weir_engine::{Graph, GraphPlan, Loader, Override, Registry};
+use weir_engine::{ClockKind, Graph, GraphPlan, Loader, Override, Registry, Role};
 
 /// Real-time, on-device speech and language pipelines from YAML graphs.
 #[derive(Parser)]
@@ -19,16 +23,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a graph until its sources end (or Ctrl-C, which drains what was captured).
+    /// Run a graph until its sources end. Ctrl-C, SIGTERM or SIGHUP stop the sources and
+    /// drain what was captured; a second signal ends at once (files are still finalized).
     Run {
         /// Graph file.
         graph: PathBuf,
         /// Override an option: NODE.OPTION=VALUE (repeatable).
         #[arg(long = "set", value_name = "NODE.OPTION=VALUE")]
         set: Vec<Override>,
-        /// Replay this WAV file through the graph's `audio.wav_file` source.
+        /// Replay this WAV file through the graph's recording source (e.g. `audio.wav_file`),
+        /// or in place of its live source (e.g. `audio.capture`), paced like the device.
         #[arg(long, value_name = "FILE.wav")]
         input: Option<PathBuf>,
+        /// The graph clock: `real`, or `virtual` (paced sources run as fast as the CPU
+        /// allows, and every run gives the same output).
+        #[arg(long, value_name = "real|virtual", default_value = "real")]
+        clock: ClockKind,
+        /// After a stop signal, how long to let the graph drain before ending it at once.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
+              value_parser = parse_drain_timeout)]
+        drain_timeout: f64,
         /// Print per-node and per-edge statistics at the end.
         #[arg(long)]
         stats: bool,
@@ -65,12 +79,20 @@ const EXIT_RUNTIME: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let registry = registry();
+    let registry = match registry() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     match cli.command {
         Command::Run {
             graph,
             set,
             input,
+            clock,
+            drain_timeout,
             stats,
             trace,
         } => run(
@@ -78,7 +100,11 @@ fn main() -> ExitCode {
             &graph,
             set,
             input.as_deref(),
-            stats,
+            RunSettings {
+                clock,
+                drain_timeout: Duration::from_secs_f64(drain_timeout),
+                stats,
+            },
             trace.as_deref(),
         ),
         Command::Check { graph, set } => match load(&registry, &graph, set, None) {
@@ -114,12 +140,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The longest drain a stop signal may allow, in seconds.
+const MAX_DRAIN_SECS: f64 = 3600.0;
+
+fn parse_drain_timeout(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if (0.0..=MAX_DRAIN_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{secs} is outside 0..={MAX_DRAIN_SECS} seconds"))
+    }
+}
+
 /// Every node kind the launcher knows: built-in, model and live-audio nodes.
-fn registry() -> Registry {
-    let mut registry = weir_nodes::registry();
-    weir_ml::register(&mut registry);
-    weir_live::register(&mut registry);
-    registry
+fn registry() -> anyhow::Result<Registry> {
+    let mut registry = weir_nodes::registry()?;
+    weir_ml::register(&mut registry)?;
+    weir_live::register(&mut registry)?;
+    Ok(registry)
 }
 
 /// Loads and validates a graph, printing every problem; `Err` carries the exit code.
@@ -149,59 +189,100 @@ fn load(
     })
 }
 
-/// The node that `--input FILE.wav` replaces: the only file source, or else the only
-/// microphone.
+/// The node that `--input FILE.wav` replaces: the only recording source (its file is
+/// swapped), or else the only live source (replaced by the recording kind with the same
+/// output type, paced like the device). Kinds declare these roles; nothing here knows their
+/// names.
 fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwap, String> {
     let plan = Loader::new(registry)
         .load_file(path)
         .map_err(|e| format!("the graph does not load:\n{e}"))?;
-    let of_kind = |kind: &str| -> Vec<&str> {
-        plan.nodes
-            .iter()
-            .filter(|n| n.kind == kind)
-            .map(|n| n.name.as_str())
+    let with_role = |want: fn(Role) -> bool| -> Vec<usize> {
+        (0..plan.nodes.len())
+            .filter(|&i| registry.get(&plan.nodes[i].kind).is_some_and(|k| want(k.role)))
             .collect()
     };
-    let file = input.display().to_string();
-    let (files, mics) = (of_kind("audio.wav_file"), of_kind("audio.capture"));
-    let (node, realtime) = match (files.as_slice(), mics.as_slice()) {
-        ([one], _) => (one.to_string(), None),
-        ([], [one]) => (one.to_string(), Some(true)),
+    let recordings = with_role(|r| matches!(r, Role::Recording { .. }));
+    let lives = with_role(|r| r == Role::Live);
+    let file: serde_json::Value = input.display().to_string().into();
+    let (node, kind, options) = match (recordings.as_slice(), lives.as_slice()) {
+        ([one], _) => {
+            let previous = &plan.nodes[*one];
+            let kind = registry
+                .get(&previous.kind)
+                .ok_or_else(|| format!("unknown kind `{}`", previous.kind))?;
+            let Role::Recording { path: path_option, .. } = kind.role else {
+                unreachable!("filtered on the recording role");
+            };
+            let mut options: Vec<(String, serde_json::Value)> = previous
+                .options
+                .iter()
+                .filter(|(k, _)| *k != path_option)
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            options.push((path_option.to_string(), file));
+            (previous.name.clone(), kind.name, options)
+        }
+        ([], [one]) => {
+            let live = &plan.nodes[*one];
+            let live_kind = registry
+                .get(&live.kind)
+                .ok_or_else(|| format!("unknown kind `{}`", live.kind))?;
+            let ty = live_kind
+                .outputs
+                .first()
+                .map(|p| p.ty)
+                .ok_or_else(|| format!("`{}` has no output to replay", live.name))?;
+            let kind = registry.recording_kind(ty).ok_or_else(|| {
+                format!("no node kind can replay a file of {ty} in place of `{}`", live.name)
+            })?;
+            let Role::Recording { path: path_option, realtime } = kind.role else {
+                unreachable!("recording_kind returns recording kinds");
+            };
+            let mut options = vec![
+                (path_option.to_string(), file),
+                (realtime.to_string(), true.into()),
+            ];
+            options.extend(
+                live.options
+                    .iter()
+                    .filter(|(k, _)| *k != path_option && *k != realtime)
+                    .filter(|(k, _)| kind.option_spec(k).is_some())
+                    .map(|(k, v)| (k.to_string(), v.clone())),
+            );
+            (live.name.clone(), kind.name, options)
+        }
         ([], []) => {
             return Err(format!(
-                "{} has no audio.wav_file or audio.capture node to replay into",
+                "{} has no recording or live source to replay into",
                 path.display()
             ))
         }
         _ => {
+            let names: Vec<&str> = recordings
+                .iter()
+                .chain(&lives)
+                .map(|&i| plan.nodes[i].name.as_str())
+                .collect();
             return Err(format!(
-                "{} has several audio sources ({}); use --set NODE.path=FILE",
+                "{} has several sources to replay into ({}); use --set NODE.path=FILE",
                 path.display(),
-                [files, mics].concat().join(", ")
-            ))
+                names.join(", ")
+            ));
         }
     };
-    let mut options = vec![("path".to_string(), file.into())];
-    if let Some(previous) = plan.nodes.iter().find(|n| n.name == node) {
-        let realtime = realtime.map(Into::into).or_else(|| {
-            previous
-                .options
-                .iter()
-                .find(|(k, _)| *k == "realtime")
-                .map(|(_, v)| v.clone())
-        });
-        if let Some(v) = realtime {
-            options.push(("realtime".to_string(), v));
-        }
-        if let Some((_, v)) = previous.options.iter().find(|(k, _)| *k == "frame_ms") {
-            options.push(("frame_ms".to_string(), v.clone()));
-        }
-    }
     Ok(KindSwap {
         node,
-        kind: "audio.wav_file".into(),
+        kind: kind.to_string(),
         options,
     })
+}
+
+/// How `weir run` runs a graph.
+struct RunSettings {
+    clock: ClockKind,
+    drain_timeout: Duration,
+    stats: bool,
 }
 
 fn run(
@@ -209,7 +290,7 @@ fn run(
     path: &Path,
     set: Vec<Override>,
     input: Option<&Path>,
-    stats: bool,
+    settings: RunSettings,
     trace: Option<&Path>,
 ) -> ExitCode {
     let _guard = match init_tracing(trace) {
@@ -223,7 +304,7 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let result = Graph::build(plan, registry).and_then(Graph::start);
+    let result = Graph::build(plan, registry).and_then(|g| g.with_clock(settings.clock).start());
     let running = match result {
         Ok(r) => r,
         Err(e) => {
@@ -232,20 +313,42 @@ fn run(
         }
     };
     let stop = running.stop_handle();
-    let mut interrupted = false;
-    let handler = ctrlc::set_handler(move || {
-        if interrupted {
-            std::process::exit(130);
+    let signals = Arc::new(AtomicUsize::new(0));
+    let seen = signals.clone();
+    let drain = settings.drain_timeout;
+    let handler = ctrlc::set_handler(move || match seen.fetch_add(1, Ordering::SeqCst) {
+        0 => {
+            eprintln!(
+                "\nstopping: draining what was already captured (at most {:.0} s; \
+                 signal again to end now)",
+                drain.as_secs_f64()
+            );
+            stop.stop();
+            let stop = stop.clone();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(drain);
+                if seen.load(Ordering::SeqCst) == 1 {
+                    eprintln!(
+                        "stopping: the graph did not drain within {:.0} s; ending now \
+                         (files are finalized)",
+                        drain.as_secs_f64()
+                    );
+                    stop.abort();
+                }
+            });
         }
-        interrupted = true;
-        eprintln!("\nstopping: draining what was already captured (Ctrl-C again to quit now)");
-        stop.stop();
+        1 => {
+            eprintln!("\nending now: dropping queued work, finalizing files (again to quit)");
+            stop.abort();
+        }
+        _ => std::process::exit(130),
     });
     if let Err(e) = handler {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+        tracing::warn!("cannot install the signal handler: {e}");
     }
     let (report, error) = running.finish();
-    if stats {
+    if settings.stats {
         eprint!("\n{}", report.table());
     }
     match error {
@@ -328,6 +431,15 @@ fn dot(plan: &GraphPlan) -> String {
             s,
             "  \"{from}\" -> \"{to}\" [label=\"{out_port} -> {in_port}\\n{} {}\"];",
             e.queue.size, e.queue.overflow
+        );
+    }
+    for i in &plan.interrupts {
+        let from = &plan.nodes[i.trigger_node].name;
+        let to = &plan.nodes[i.target].name;
+        let port = i.label.rsplit('.').next().unwrap_or("");
+        let _ = writeln!(
+            s,
+            "  \"{from}\" -> \"{to}\" [style=dashed, color=red, label=\"{port}: interrupt\"];"
         );
     }
     s.push_str("}\n");

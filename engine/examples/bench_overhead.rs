@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use weir_engine::{
-    Event, Flow, Graph, Loader, Node, NodeError, NodeKind, OptionSpec, OptionType, Outputs, Packet,
-    Payload, PortSpec, PortType, Registry, Timestamp,
+    Config, Context, Flow, Graph, Incoming, Input, Loader, NoConfig, NodeError, NodeKind,
+    OptionSpec, OptionType, Output, Packet, Payload, PortType, Ports, Processor, Registry, Source,
+    Timestamp,
 };
 
 const STAGES: usize = 5;
@@ -22,16 +24,18 @@ const THROUGHPUT_PACKETS: u64 = 200_000;
 const LATENCY_PACKETS: u64 = 20_000;
 const LATENCY_GAP: Duration = Duration::from_micros(50);
 
+/// The benchmark's payload: a small value, shared by reference counting like real payloads.
+#[derive(Debug, Clone)]
+struct Tick;
+
+impl Payload for Tick {
+    const PORT: PortType = PortType::named("tick");
+    fn write_json(&self, _: &mut serde_json::Map<String, serde_json::Value>) {}
+}
+
 /// Nanoseconds since the benchmark started: the packet's timestamp is its send time.
 fn now_ns(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
-}
-
-fn payload() -> Payload {
-    Payload::Event(Event {
-        name: Arc::from("tick"),
-        fields: Arc::new(serde_json::Value::Null),
-    })
 }
 
 /// Spins until `deadline` (sleep is far too coarse for 50 µs gaps).
@@ -41,16 +45,27 @@ fn wait_until(deadline: Instant) {
     }
 }
 
-struct Source {
+#[derive(Deserialize)]
+struct SourceConfig {
+    count: u64,
+}
+
+impl Config for SourceConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![OptionSpec::required("count", OptionType::Int, "")]
+    }
+}
+
+struct BenchSource {
     epoch: Instant,
     sent: u64,
     count: u64,
     gap: Duration,
-    payload: Payload,
+    out: Output<Tick>,
 }
 
-impl Node for Source {
-    fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
+impl Source for BenchSource {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
         if self.sent == self.count {
             return Ok(Flow::Done);
         }
@@ -58,17 +73,19 @@ impl Node for Source {
             wait_until(self.epoch + self.gap * self.sent as u32);
         }
         let ts = Timestamp::from_nanos(now_ns(self.epoch));
-        out.send(0, Packet::new(ts, self.payload.clone()))?;
+        ctx.send(self.out, ts, Tick)?;
         self.sent += 1;
         Ok(Flow::Continue)
     }
 }
 
-struct Pass;
+struct Pass {
+    out: Output<Tick>,
+}
 
-impl Node for Pass {
-    fn process(&mut self, _: usize, p: Packet, out: &mut Outputs) -> Result<(), NodeError> {
-        out.send(0, p)
+impl Processor for Pass {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        ctx.forward(self.out, input.packet)
     }
 }
 
@@ -78,16 +95,20 @@ struct Sink {
     results: Arc<Mutex<Vec<u64>>>,
 }
 
-impl Node for Sink {
-    fn process(&mut self, _: usize, p: Packet, _: &mut Outputs) -> Result<(), NodeError> {
+impl Processor for Sink {
+    fn process(&mut self, input: Incoming, _: &mut Context) -> Result<(), NodeError> {
         self.latencies
-            .push(now_ns(self.epoch) - p.timestamp.as_nanos());
+            .push(now_ns(self.epoch) - input.timestamp().as_nanos());
         Ok(())
     }
-    fn close(&mut self, _: &mut Outputs) -> Result<(), NodeError> {
+    fn close(&mut self, _: &mut Context) -> Result<(), NodeError> {
         *self.results.lock().unwrap() = std::mem::take(&mut self.latencies);
         Ok(())
     }
+}
+
+fn pass_ports(p: &mut Ports) -> (Input<Tick>, Output<Tick>) {
+    (p.input("in", ""), p.output("out", ""))
 }
 
 struct Run {
@@ -99,36 +120,42 @@ fn engine_run(count: u64, gap: Duration) -> Run {
     let epoch = Instant::now();
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut reg = Registry::new();
-    let payload = payload();
-    reg.register(
-        NodeKind::new("bench.source", "", move |o| {
-            Ok(Box::new(Source {
+    reg.register(NodeKind::source(
+        "bench.source",
+        "",
+        |p| p.output::<Tick>("out", ""),
+        move |c: SourceConfig, out| {
+            Ok(BenchSource {
                 epoch,
                 sent: 0,
-                count: o.u64("count")?,
+                count: c.count,
                 gap,
-                payload: payload.clone(),
-            }))
-        })
-        .output(PortSpec::new("out", PortType::Event, ""))
-        .option(OptionSpec::required("count", OptionType::Int, "")),
-    );
-    reg.register(
-        NodeKind::new("bench.pass", "", |_| Ok(Box::new(Pass)))
-            .input(PortSpec::new("in", PortType::Event, ""))
-            .output(PortSpec::new("out", PortType::Event, "")),
-    );
+                out,
+            })
+        },
+    ))
+    .unwrap();
+    reg.register(NodeKind::processor(
+        "bench.pass",
+        "",
+        pass_ports,
+        |_: NoConfig, (_, out)| Ok(Pass { out }),
+    ))
+    .unwrap();
     let r = results.clone();
-    reg.register(
-        NodeKind::new("bench.sink", "", move |_| {
-            Ok(Box::new(Sink {
+    reg.register(NodeKind::processor(
+        "bench.sink",
+        "",
+        |p| p.input::<Tick>("in", ""),
+        move |_: NoConfig, _| {
+            Ok(Sink {
                 epoch,
                 latencies: Vec::with_capacity(count as usize),
                 results: r.clone(),
-            }))
-        })
-        .input(PortSpec::new("in", PortType::Event, "")),
-    );
+            })
+        },
+    ))
+    .unwrap();
     let mut yaml = format!(
         "defaults: {{ queue: {QUEUE} }}\nnodes:\n  s0: {{ node: bench.source, with: {{ count: {count} }} }}\n"
     );
@@ -173,14 +200,13 @@ fn raw_run(count: u64, gap: Duration) -> Run {
         lat
     });
     let start = Instant::now();
-    let payload = payload();
     let source = thread::spawn(move || {
         for i in 0..count {
             if !gap.is_zero() {
                 wait_until(epoch + gap * i as u32);
             }
             let ts = Timestamp::from_nanos(now_ns(epoch));
-            first_tx.send(Packet::new(ts, payload.clone())).unwrap();
+            first_tx.send(Packet::new(ts, Tick)).unwrap();
         }
     });
     source.join().unwrap();

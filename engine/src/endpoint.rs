@@ -1,32 +1,36 @@
 //! Channel endpoints: node kinds that connect a graph to the program embedding it.
 //!
-//! [`channel_source`] makes a source kind fed from a crossbeam `Sender` the program keeps;
-//! [`channel_sink`] makes a sink kind whose packets the program reads from a `Receiver`.
-//! Tests use them as a vector source and a collecting sink.
+//! [`channel_source`] makes a source kind fed from a bounded crossbeam `Sender` the program
+//! keeps; [`channel_sink`] makes a sink kind whose packets the program reads from a bounded
+//! `Receiver`. A full endpoint pushes back: the program's `send` waits, and a sink waits for
+//! the program to read. Tests use them as a vector source and a collecting sink.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::node::{Flow, Node, NodeError, Outputs};
+use crate::context::{Context, External};
+use crate::node::{AnyNode, Flow, NodeError, Processor, Source};
 use crate::packet::{Packet, PortType};
-use crate::registry::{NodeKind, PortSpec};
+use crate::port::{Incoming, Ports};
+use crate::registry::{NoConfig, NodeKind};
+
+/// The largest endpoint capacity, in packets.
+pub const MAX_ENDPOINT_CAPACITY: usize = 65_536;
 
 struct ChannelSource {
     rx: Receiver<Packet>,
 }
 
-impl Node for ChannelSource {
-    fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
-        // Wake up now and then so that a stop request is seen even when no packet comes.
-        match self.rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(p) => {
-                out.send(0, p)?;
+impl Source for ChannelSource {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
+        match ctx.wait_external(&self.rx) {
+            External::Item(p) => {
+                ctx.send_packet(0, p)?;
                 Ok(Flow::Continue)
             }
-            Err(RecvTimeoutError::Timeout) => Ok(Flow::Continue),
-            Err(RecvTimeoutError::Disconnected) => Ok(Flow::Done),
+            External::Woken => Ok(Flow::Continue),
+            External::Closed => Ok(Flow::Done),
         }
     }
 }
@@ -35,40 +39,55 @@ struct ChannelSink {
     tx: Sender<Packet>,
 }
 
-impl Node for ChannelSink {
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        _out: &mut Outputs,
-    ) -> Result<(), NodeError> {
+impl Processor for ChannelSink {
+    fn process(&mut self, input: Incoming, _ctx: &mut Context) -> Result<(), NodeError> {
         self.tx
-            .send(packet)
+            .send(input.packet)
             .map_err(|_| NodeError::new("the program stopped reading this sink"))
     }
 }
 
-/// A source kind `name` with one output `out` of type `ty`, fed by the returned sender.
-/// The stream ends when every clone of the sender is dropped. The kind can be used by one
-/// graph node.
-pub fn channel_source(name: &'static str, ty: PortType) -> (NodeKind, Sender<Packet>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let kind = NodeKind::new(name, "packets sent by the embedding program", move |_| {
-        Ok(Box::new(ChannelSource { rx: rx.clone() }))
-    })
-    .output(PortSpec::new("out", ty, "packets from the program"));
+fn check_capacity(capacity: usize) -> usize {
+    capacity.clamp(1, MAX_ENDPOINT_CAPACITY)
+}
+
+/// A source kind `name` with one output `out` of type `ty`, fed by the returned sender
+/// (holding at most `capacity` packets, clamped to 1..=[`MAX_ENDPOINT_CAPACITY`]). The stream
+/// ends when every clone of the sender is dropped. The kind can be used by one graph node.
+pub fn channel_source(
+    name: &'static str,
+    ty: PortType,
+    capacity: usize,
+) -> (NodeKind, Sender<Packet>) {
+    let (tx, rx) = crossbeam_channel::bounded(check_capacity(capacity));
+    let mut ports = Ports::default();
+    ports.dynamic_output("out", ty, "packets from the program");
+    let kind = NodeKind::with_factory::<NoConfig>(
+        name,
+        "packets sent by the embedding program",
+        ports,
+        move |_| Ok(AnyNode::Source(Box::new(ChannelSource { rx: rx.clone() }))),
+    );
     (kind, tx)
 }
 
 /// A sink kind `name` with one input `in` of type `ty`, whose packets arrive on the
-/// returned receiver; it disconnects when the graph ends. The kind builds one node only: the
-/// node owns the only sender, so the receiver sees the end of the stream.
-pub fn channel_sink(name: &'static str, ty: PortType) -> (NodeKind, Receiver<Packet>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
+/// returned receiver (holding at most `capacity` packets, clamped to
+/// 1..=[`MAX_ENDPOINT_CAPACITY`]); it disconnects when the graph ends. The kind builds one
+/// node only: the node owns the only sender, so the receiver sees the end of the stream.
+pub fn channel_sink(
+    name: &'static str,
+    ty: PortType,
+    capacity: usize,
+) -> (NodeKind, Receiver<Packet>) {
+    let (tx, rx) = crossbeam_channel::bounded(check_capacity(capacity));
     let slot = Mutex::new(Some(tx));
-    let kind = NodeKind::new(
+    let mut ports = Ports::default();
+    ports.dynamic_input("in", ty, "packets for the program");
+    let kind = NodeKind::with_factory::<NoConfig>(
         name,
         "packets delivered to the embedding program",
+        ports,
         move |_| {
             let tx = slot
                 .lock()
@@ -79,9 +98,8 @@ pub fn channel_sink(name: &'static str, ty: PortType) -> (NodeKind, Receiver<Pac
                         "`{name}` can feed one graph node only, and it is taken"
                     ))
                 })?;
-            Ok(Box::new(ChannelSink { tx }))
+            Ok(AnyNode::Processor(Box::new(ChannelSink { tx })))
         },
-    )
-    .input(PortSpec::new("in", ty, "packets for the program"));
+    );
     (kind, rx)
 }

@@ -1,22 +1,21 @@
-//! The node contract: what every node implements, and how it sends packets.
+//! The node contract: sources produce, processors process; both may open, flush and close.
 //!
 //! Guarantees the runtime gives a node:
-//! - `open` is called once, on the node's own thread, before anything else;
-//! - `process` is called once per input packet, in arrival order, with the index of the input
-//!   port it came on (ports are numbered as declared in the node's [`NodeKind`](crate::NodeKind));
-//! - a source (a node with no inputs) has `produce` called until it returns [`Flow::Done`] or
-//!   the graph is stopped;
+//! - `open` is called once, on the node's own thread, before anything else; sources start
+//!   producing only after every node of the graph has opened;
+//! - `process` is called once per input packet; a node with several inputs receives them in
+//!   timestamp order (see [`crate::runtime`] for the merge and its bound);
+//! - a source has `produce` called until it returns [`Flow::Done`] or the graph is stopped;
+//! - after an interrupt reaches the node (its own or one upstream of it), `flush` is called
+//!   before anything else, so it can drop work in progress; packets made before the
+//!   interrupt never reach it afterwards;
 //! - `close` is called once after the last packet (end of stream) if `open` succeeded, and may
 //!   still send packets (to flush buffered state); then the node's outputs end.
 
 use std::error::Error as StdError;
-use std::fmt;
 
-use crate::channel::EdgeSender;
-use crate::packet::{Packet, Timestamp};
-use crate::stats::NodeStats;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use crate::context::Context;
+use crate::port::Incoming;
 
 /// Whether a source has more to produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,110 +60,57 @@ impl NodeError {
     }
 }
 
-/// A processing step in a graph. Only `process` (or `produce`, for sources) is required.
-pub trait Node: Send {
-    /// Loads models and allocates buffers. Runs on the node's thread before any packet.
-    fn open(&mut self) -> Result<(), NodeError> {
+/// A node without inputs: a file reader, a microphone, a channel from the program.
+pub trait Source: Send {
+    /// Produces the next packets; [`Flow::Done`] ends the stream.
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError>;
+
+    /// Loads models, opens files and allocates buffers, before any node produces.
+    fn open(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
         Ok(())
     }
 
-    /// Handles one packet that arrived on input `port`.
-    fn process(&mut self, port: usize, packet: Packet, out: &mut Outputs) -> Result<(), NodeError> {
-        let _ = (port, packet, out);
+    /// Drops work in progress after an interrupt.
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
         Ok(())
     }
 
-    /// Produces the next packets of a source (a node without inputs).
-    fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
-        let _ = out;
-        Ok(Flow::Done)
-    }
-
-    /// Flushes buffered state at end of stream.
-    fn close(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
-        let _ = out;
+    /// Releases resources at the end of the stream; may still send.
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
         Ok(())
     }
 }
 
-impl fmt::Debug for dyn Node {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Node")
-    }
-}
+/// A node with inputs: it handles each packet that arrives.
+pub trait Processor: Send {
+    /// Handles one packet; `input.port` says which input it came on.
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError>;
 
-/// One output port: its fan-out edges and the last timestamp it sent.
-pub(crate) struct OutputPort {
-    pub(crate) name: &'static str,
-    pub(crate) edges: Vec<EdgeSender>,
-    pub(crate) last: Option<Timestamp>,
-}
-
-/// The output ports of a node, indexed as declared in its kind.
-pub struct Outputs {
-    pub(crate) ports: Vec<OutputPort>,
-    pub(crate) stats: Arc<NodeStats>,
-    open_edges: usize,
-    had_edges: bool,
-}
-
-impl Outputs {
-    pub(crate) fn new(ports: Vec<OutputPort>, stats: Arc<NodeStats>) -> Self {
-        let open_edges = ports.iter().map(|p| p.edges.len()).sum();
-        Outputs {
-            ports,
-            stats,
-            open_edges,
-            had_edges: open_edges > 0,
-        }
-    }
-
-    /// Sends `packet` on output `port` to every connected input.
-    ///
-    /// Fails if the port does not exist or if the timestamp is earlier than the port's
-    /// previous one (timestamps are monotonic per stream). An edge whose receiver is gone is
-    /// dropped silently: nobody is listening there any more.
-    pub fn send(&mut self, port: usize, packet: Packet) -> Result<(), NodeError> {
-        let Some(p) = self.ports.get_mut(port) else {
-            return Err(NodeError::new(format!("no output port #{port}")));
-        };
-        if let Some(last) = p.last {
-            if packet.timestamp < last {
-                return Err(NodeError::new(format!(
-                    "output `{}`: timestamp {} is earlier than the previous {}",
-                    p.name, packet.timestamp, last
-                )));
-            }
-        }
-        p.last = Some(packet.timestamp);
-        if p.edges.is_empty() {
-            return Ok(());
-        }
-        self.stats.packets_out.fetch_add(1, Relaxed);
-        let before = p.edges.len();
-        let last_edge = p.edges.len() - 1;
-        let mut i = 0;
-        let mut packet = Some(packet);
-        p.edges.retain(|edge| {
-            let pkt = if i == last_edge {
-                packet.take().expect("the last edge takes the packet once")
-            } else {
-                packet.clone().expect("packet kept until the last edge")
-            };
-            i += 1;
-            edge.send(pkt).is_ok()
-        });
-        self.open_edges -= before - p.edges.len();
+    /// Loads models and allocates buffers, before any packet.
+    fn open(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
         Ok(())
     }
 
-    /// True if `port` has at least one connected input.
-    pub fn is_connected(&self, port: usize) -> bool {
-        self.ports.get(port).is_some_and(|p| !p.edges.is_empty())
+    /// Drops work in progress and buffered state after an interrupt (a partial answer, a
+    /// playback buffer). Packets made before the interrupt are discarded by the runtime.
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
+        Ok(())
     }
 
-    /// True if the node had connected outputs and none of them has a listener left.
-    pub(crate) fn all_closed(&self) -> bool {
-        self.had_edges && self.open_edges == 0
+    /// Flushes buffered state at end of stream; may still send.
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let _ = ctx;
+        Ok(())
     }
+}
+
+/// A built node, as the runtime holds it.
+pub(crate) enum AnyNode {
+    Source(Box<dyn Source>),
+    Processor(Box<dyn Processor>),
 }

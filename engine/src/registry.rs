@@ -1,50 +1,20 @@
 //! Node kinds and the registry that maps kind names to them.
 //!
-//! A [`NodeKind`] declares everything the validator and `weir nodes` need: ports with their
-//! types, options with types, defaults and docs, and a factory that builds the node from
-//! validated [`Options`]. Node families expose `register(&mut Registry)`; nothing registers
-//! itself implicitly.
+//! A [`NodeKind`] declares everything the validator and `weir nodes` need, from one place per
+//! node: the ports (from the function that makes the node's typed port handles), the
+//! options (from the node's [`Config`] struct) and a factory that builds the node from
+//! validated options. Node families expose `register(&mut Registry)`; nothing registers
+//! itself implicitly, and a second kind of the same name is refused.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::node::{Node, NodeError};
-use crate::packet::PortType;
-
-/// A declared input or output port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSpec {
-    /// Port name as written in graph files.
-    pub name: &'static str,
-    /// Payload type.
-    pub ty: PortType,
-    /// For inputs: whether the graph must connect it.
-    pub required: bool,
-    /// One-line description.
-    pub doc: &'static str,
-}
-
-impl PortSpec {
-    /// A required input or an output.
-    pub fn new(name: &'static str, ty: PortType, doc: &'static str) -> Self {
-        PortSpec {
-            name,
-            ty,
-            required: true,
-            doc,
-        }
-    }
-
-    /// An input that may stay unconnected.
-    pub fn optional(name: &'static str, ty: PortType, doc: &'static str) -> Self {
-        PortSpec {
-            required: false,
-            ..PortSpec::new(name, ty, doc)
-        }
-    }
-}
+use crate::node::{AnyNode, NodeError, Processor, Source};
+use crate::port::Ports;
+pub use crate::port::PortSpec;
 
 /// The type of an option value.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,25 +164,9 @@ impl Options {
         o
     }
 
-    fn value(&self, name: &str) -> Result<&Value, NodeError> {
-        self.values
-            .get(name)
-            .ok_or_else(|| NodeError::new(format!("option `{name}` is not set")))
-    }
-
-    fn typed<'s, T: 's>(
-        &'s self,
-        name: &str,
-        what: &str,
-        f: impl Fn(&'s Value) -> Option<T>,
-    ) -> Result<T, NodeError> {
-        let v = self.value(name)?;
-        f(v).ok_or_else(|| {
-            NodeError::new(format!(
-                "option `{name}`: expected {what}, found {}",
-                describe(v)
-            ))
-        })
+    /// The value of option `name` (set or defaulted).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
     }
 
     /// True if the option has a value (set or defaulted).
@@ -220,39 +174,18 @@ impl Options {
         self.values.contains_key(name)
     }
 
-    /// A string or path option.
-    pub fn str(&self, name: &str) -> Result<&str, NodeError> {
-        self.typed(name, "a string", Value::as_str)
-    }
-
-    /// An optional string or path option.
-    pub fn opt_str(&self, name: &str) -> Option<&str> {
-        self.values.get(name).and_then(Value::as_str)
-    }
-
-    /// A boolean option.
-    pub fn bool(&self, name: &str) -> Result<bool, NodeError> {
-        self.typed(name, "a bool", Value::as_bool)
-    }
-
-    /// A non-negative integer option.
-    pub fn u64(&self, name: &str) -> Result<u64, NodeError> {
-        self.typed(name, "a non-negative integer", Value::as_u64)
-    }
-
-    /// An integer option.
-    pub fn i64(&self, name: &str) -> Result<i64, NodeError> {
-        self.typed(name, "an integer", Value::as_i64)
-    }
-
-    /// A numeric option.
-    pub fn f64(&self, name: &str) -> Result<f64, NodeError> {
-        self.typed(name, "a number", Value::as_f64)
-    }
-
-    /// An optional numeric option.
-    pub fn opt_f64(&self, name: &str) -> Option<f64> {
-        self.values.get(name).and_then(Value::as_f64)
+    /// The options deserialized into a node's config struct.
+    pub fn to_config<C: DeserializeOwned>(&self, kind: &str) -> Result<C, NodeError> {
+        let object: serde_json::Map<String, Value> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_json::from_value(Value::Object(object)).map_err(|e| {
+            NodeError::new(format!(
+                "the options of `{kind}` do not fit its config (a bug in the node): {e}"
+            ))
+        })
     }
 
     /// Iterates over `(name, value)` pairs.
@@ -261,8 +194,47 @@ impl Options {
     }
 }
 
+/// A node's options as a typed struct, and their declarations (types, defaults, ranges,
+/// docs) for validation and `weir nodes`. Keep the struct and [`Config::options`] side by
+/// side; the struct deserializes from the validated options (serde, one field per option,
+/// `Option<T>` for options without a default).
+pub trait Config: DeserializeOwned + 'static {
+    /// The declarations of the options, in the order `weir nodes` shows them.
+    fn options() -> Vec<OptionSpec>;
+}
+
+/// The config of a node kind without options.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
+
+impl Config for NoConfig {
+    fn options() -> Vec<OptionSpec> {
+        Vec::new()
+    }
+}
+
+/// What a kind is for, beyond its ports, so tools can act on it without knowing its name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing special.
+    #[default]
+    Plain,
+    /// Reads a recording from a file: `weir run --input FILE` sets option `path`, and
+    /// option `realtime` (a bool) paces it like a live device.
+    Recording {
+        /// The option naming the file.
+        path: &'static str,
+        /// The bool option that paces output at the speed of the recording.
+        realtime: &'static str,
+    },
+    /// A live device (a microphone): `weir run --input FILE` replaces it by the
+    /// [`Role::Recording`] kind with the same output type, paced.
+    Live,
+}
+
 /// Builds a node from its validated options.
-pub type Factory = Box<dyn Fn(&Options) -> Result<Box<dyn Node>, NodeError> + Send + Sync>;
+type Factory = Box<dyn Fn(&Options) -> Result<AnyNode, NodeError> + Send + Sync>;
 
 /// Everything known about a kind of node before any is built.
 pub struct NodeKind {
@@ -276,45 +248,86 @@ pub struct NodeKind {
     pub outputs: Vec<PortSpec>,
     /// Options.
     pub options: Vec<OptionSpec>,
-    /// Builds a node of this kind.
-    pub factory: Factory,
+    /// What the kind is for.
+    pub role: Role,
+    factory: Factory,
 }
 
 impl NodeKind {
-    /// A kind with no ports or options yet.
-    pub fn new(
+    /// A source kind: `declare` makes the port handles (and, called once here, the port
+    /// declarations); `build` makes the node from its config and handles.
+    pub fn source<C, P, N>(
         name: &'static str,
         doc: &'static str,
-        factory: impl Fn(&Options) -> Result<Box<dyn Node>, NodeError> + Send + Sync + 'static,
+        declare: fn(&mut Ports) -> P,
+        build: impl Fn(C, P) -> Result<N, NodeError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: Config,
+        P: 'static,
+        N: Source + 'static,
+    {
+        let mut ports = Ports::default();
+        declare(&mut ports);
+        Self::with_factory::<C>(name, doc, ports, move |o| {
+            let node = build(o.to_config(name)?, declare(&mut Ports::default()))?;
+            Ok(AnyNode::Source(Box::new(node)))
+        })
+    }
+
+    /// A processor kind: `declare` makes the port handles (and, called once here, the port
+    /// declarations); `build` makes the node from its config and handles.
+    pub fn processor<C, P, N>(
+        name: &'static str,
+        doc: &'static str,
+        declare: fn(&mut Ports) -> P,
+        build: impl Fn(C, P) -> Result<N, NodeError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: Config,
+        P: 'static,
+        N: Processor + 'static,
+    {
+        let mut ports = Ports::default();
+        declare(&mut ports);
+        Self::with_factory::<C>(name, doc, ports, move |o| {
+            let node = build(o.to_config(name)?, declare(&mut Ports::default()))?;
+            Ok(AnyNode::Processor(Box::new(node)))
+        })
+    }
+
+    pub(crate) fn with_factory<C: Config>(
+        name: &'static str,
+        doc: &'static str,
+        ports: Ports,
+        factory: impl Fn(&Options) -> Result<AnyNode, NodeError> + Send + Sync + 'static,
     ) -> Self {
         NodeKind {
             name,
             doc,
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            options: Vec::new(),
+            inputs: ports.inputs,
+            outputs: ports.outputs,
+            options: C::options(),
+            role: Role::Plain,
             factory: Box::new(factory),
         }
     }
 
-    /// Adds an input port.
-    pub fn input(mut self, port: PortSpec) -> Self {
-        self.inputs.push(port);
+    /// Declares what the kind is for.
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = role;
         self
     }
 
-    /// Adds an output port.
-    pub fn output(mut self, port: PortSpec) -> Self {
-        self.outputs.push(port);
-        self
+    /// Builds a node from validated options.
+    pub(crate) fn build(&self, options: &Options) -> Result<AnyNode, NodeError> {
+        (self.factory)(options)
     }
 
-    /// Adds an option.
-    pub fn option(mut self, option: OptionSpec) -> Self {
-        self.options.push(option);
-        self
+    /// True for kinds without inputs.
+    pub fn is_source(&self) -> bool {
+        self.inputs.is_empty()
     }
-
     /// The index of input `name`.
     pub fn input_index(&self, name: &str) -> Option<usize> {
         self.inputs.iter().position(|p| p.name == name)
@@ -383,9 +396,22 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds a kind; a later kind of the same name replaces the earlier one.
-    pub fn register(&mut self, kind: NodeKind) {
-        self.kinds.insert(kind.name, kind);
+    /// Adds a kind; a kind of the same name is refused.
+    pub fn register(&mut self, kind: NodeKind) -> Result<(), DuplicateKind> {
+        match self.kinds.entry(kind.name) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(DuplicateKind(kind.name)),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(kind);
+                Ok(())
+            }
+        }
+    }
+
+    /// The [`Role::Recording`] kind whose first output carries `ty`, if any.
+    pub fn recording_kind(&self, ty: crate::PortType) -> Option<&NodeKind> {
+        self.kinds().find(|k| {
+            matches!(k.role, Role::Recording { .. }) && k.outputs.first().is_some_and(|o| o.ty == ty)
+        })
     }
 
     /// The kind called `name`.
@@ -403,3 +429,8 @@ impl Registry {
         self.kinds.keys().copied()
     }
 }
+
+/// A second kind with a name already registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node kind `{0}` is registered twice")]
+pub struct DuplicateKind(pub &'static str);

@@ -1,25 +1,41 @@
-//! The scheduler: one thread per node, bounded channels per edge, end-of-stream by channel
-//! disconnection, a stop flag, and live statistics.
+//! The scheduler: one thread per node, bounded channels per edge, a control lane per node,
+//! epochs for interrupts, the graph clock, and live statistics.
 //!
-//! End of stream: when every input of a node has disconnected (all upstream nodes ended),
-//! the node's `close` runs and its outputs are dropped, which ends the stream downstream.
-//! Stop (Ctrl-C): sources stop producing; everything already produced drains through.
-//! Failure: the failing node's streams end, sources stop, and everything already produced
-//! drains through the rest of the graph (nothing is lost); the run then returns the first
-//! error with the failing node's name.
+//! - **Open barrier.** Every node opens on its own thread (models load in parallel); sources
+//!   start producing only when all have opened.
+//! - **End of stream.** When every input of a node has disconnected, its `close` runs and its
+//!   outputs are dropped, which ends the stream downstream.
+//! - **Stop** (Ctrl-C, SIGTERM): sources stop producing, even while asleep; everything already
+//!   produced drains through.
+//! - **Failure.** The failing node's streams end, sources stop, and everything already
+//!   produced drains through the rest of the graph; the run returns the first error with the
+//!   failing node's name.
+//! - **Interrupts.** A packet on a trigger port interrupts a target node: the epoch of the
+//!   target and of every node downstream of it grows by one, in topological order, and each
+//!   of them is woken on its control lane, which is served before data. Work in progress sees
+//!   [`crate::Context::cancelled`]; packets made in an older epoch are discarded at send or
+//!   on arrival and counted as `flushed` per edge; each node's `flush` runs before it handles
+//!   anything else. A packet made before an interrupt can never reach a sink after it.
+//! - **Merge.** A node with several inputs gets their packets in timestamp order (ties by
+//!   port): it waits for a packet on every open input, or at most `merge_wait_ms` of graph
+//!   time for a silent one, then takes the earliest.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Select, TryRecvError};
 
-use crate::channel::edge;
+use crate::channel::{edge, EdgeReceiver};
+use crate::clock::{Clock, ClockKind};
+use crate::context::{Context, OutputPort};
 use crate::graph::GraphPlan;
-use crate::node::{Flow, Node, NodeError, OutputPort, Outputs};
-use crate::packet::Packet;
+use crate::node::{AnyNode, Flow, NodeError, Processor, Source};
+use crate::packet::{Packet, Timestamp};
+use crate::port::{Incoming, InputId};
 use crate::registry::Registry;
 use crate::stats::{EdgeReport, EdgeStats, NodeReport, NodeStats, RunReport};
 
@@ -44,7 +60,7 @@ pub enum RunError {
         /// The cause.
         source: NodeError,
     },
-    /// A node's `process`, `produce` or `close` failed.
+    /// A node's `process`, `produce`, `flush` or `close` failed.
     #[error("node `{node}` failed: {source}")]
     Node {
         /// Node name.
@@ -92,45 +108,132 @@ impl RunError {
     }
 }
 
-#[derive(Default)]
-struct Control {
-    stop: AtomicBool,
-    error: Mutex<Option<RunError>>,
+/// Waits until every node has opened (or failed to).
+struct OpenBarrier {
+    arrived: Mutex<usize>,
+    all: Condvar,
+    total: usize,
 }
 
-impl Control {
+impl OpenBarrier {
+    fn arrive_and_wait(&self) {
+        let mut n = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        if *n >= self.total {
+            self.all.notify_all();
+            return;
+        }
+        while *n < self.total {
+            n = self.all.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A node thread that never started counts as arrived.
+    fn release_all(&self) {
+        let mut n = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        *n = self.total;
+        self.all.notify_all();
+    }
+}
+
+/// What every node thread of a running graph shares.
+pub(crate) struct GraphShared {
+    /// Each node's epoch: the number of interrupts that reached it.
+    pub(crate) epochs: Box<[AtomicU64]>,
+    /// For each interrupt: the target and the nodes downstream of it, in topological order.
+    regions: Vec<Vec<usize>>,
+    stop: AtomicBool,
+    abort: AtomicBool,
+    error: Mutex<Option<RunError>>,
+    pub(crate) clock: Clock,
+    node_stats: Vec<Arc<NodeStats>>,
+    sources: Vec<usize>,
+    barrier: OpenBarrier,
+}
+
+impl GraphShared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn aborting(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    fn abort(&self) {
+        self.abort.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        for n in 0..self.epochs.len() {
+            self.clock.signal(n);
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for &s in &self.sources {
+            self.clock.signal(s);
+        }
+    }
+
     fn fail(&self, e: RunError) {
-        self.stop.store(true, Relaxed);
-        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(e);
+        {
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+        self.stop();
+    }
+
+    /// Interrupts region `region`: bumps every epoch in it (upstream first), then wakes each
+    /// node so it flushes at once.
+    pub(crate) fn interrupt(&self, region: usize) {
+        let Some(nodes) = self.regions.get(region) else {
+            return;
+        };
+        for &n in nodes {
+            self.epochs[n].fetch_add(1, Ordering::Release);
+            self.node_stats[n]
+                .interrupts
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        for &n in nodes {
+            self.clock.signal(n);
         }
     }
 }
 
-/// Asks a running graph to stop: sources end, what they produced drains. Cheap to clone.
+/// Asks a running graph to stop: sources end (waking if asleep), what they produced drains.
+/// Cheap to clone.
 #[derive(Clone)]
-pub struct StopHandle(Arc<Control>);
+pub struct StopHandle(Arc<GraphShared>);
 
 impl StopHandle {
     /// Stops the sources; the rest of the graph drains and ends.
     pub fn stop(&self) {
-        self.0.stop.store(true, Relaxed);
+        self.0.stop();
+    }
+
+    /// Ends the run now: sources stop, every node drops what is queued for it, work in
+    /// progress sees [`crate::Context::cancelled`], and every node still runs `close`, so
+    /// files are finalized.
+    pub fn abort(&self) {
+        self.0.abort();
     }
 }
 
 struct BuiltNode {
     name: String,
     kind: String,
-    node: Box<dyn Node>,
-    outputs: Vec<&'static str>,
-    inputs: usize,
+    node: AnyNode,
+    outputs: Vec<(&'static str, crate::PortType)>,
 }
 
 /// A graph whose nodes are built and ready to start.
 pub struct Graph {
     plan: GraphPlan,
     nodes: Vec<BuiltNode>,
+    clock: ClockKind,
 }
 
 impl Graph {
@@ -142,7 +245,7 @@ impl Graph {
                 node: n.name.clone(),
                 kind: n.kind.clone(),
             })?;
-            let node = (kind.factory)(&n.options).map_err(|source| RunError::Build {
+            let node = kind.build(&n.options).map_err(|source| RunError::Build {
                 node: n.name.clone(),
                 kind: n.kind.clone(),
                 source,
@@ -151,11 +254,20 @@ impl Graph {
                 name: n.name.clone(),
                 kind: n.kind.clone(),
                 node,
-                outputs: kind.outputs.iter().map(|p| p.name).collect(),
-                inputs: kind.inputs.len(),
+                outputs: kind.outputs.iter().map(|p| (p.name, p.ty)).collect(),
             });
         }
-        Ok(Graph { plan, nodes })
+        Ok(Graph {
+            plan,
+            nodes,
+            clock: ClockKind::Real,
+        })
+    }
+
+    /// Runs on `clock` instead of the real clock.
+    pub fn with_clock(mut self, clock: ClockKind) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The validated plan.
@@ -170,70 +282,111 @@ impl Graph {
 
     /// Starts one thread per node and returns at once.
     pub fn start(self) -> Result<Running, RunError> {
-        let control = Arc::new(Control::default());
+        let count = self.nodes.len();
+        let clock = Clock::new(self.clock, count, self.plan.edges.len());
         let edge_stats: Vec<Arc<EdgeStats>> =
             self.plan.edges.iter().map(|_| Arc::default()).collect();
         let node_stats: Vec<Arc<NodeStats>> = self.nodes.iter().map(|_| Arc::default()).collect();
+        let (wakers, controls): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| crossbeam_channel::bounded::<()>(1))
+            .unzip();
+        clock.set_wakers(wakers);
 
-        let mut receivers: Vec<Vec<(usize, Receiver<Packet>)>> =
-            self.nodes.iter().map(|_| Vec::new()).collect();
+        let regions = self.plan.interrupt_regions();
+        let shared = Arc::new(GraphShared {
+            epochs: (0..count).map(|_| AtomicU64::new(0)).collect(),
+            regions,
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            error: Mutex::new(None),
+            clock: clock.clone(),
+            node_stats: node_stats.clone(),
+            sources: (0..count)
+                .filter(|&i| matches!(self.nodes[i].node, AnyNode::Source(_)))
+                .collect(),
+            barrier: OpenBarrier {
+                arrived: Mutex::new(0),
+                all: Condvar::new(),
+                total: count,
+            },
+        });
+
+        let mut receivers: Vec<Vec<EdgeReceiver>> = self.nodes.iter().map(|_| Vec::new()).collect();
         let mut ports: Vec<Vec<OutputPort>> = self
             .nodes
             .iter()
             .map(|n| {
                 n.outputs
                     .iter()
-                    .map(|&name| OutputPort {
+                    .map(|&(name, ty)| OutputPort {
                         name,
+                        ty,
                         edges: Vec::new(),
+                        interrupts: Vec::new(),
                         last: None,
                     })
                     .collect()
             })
             .collect();
-        for (e, stats) in self.plan.edges.iter().zip(&edge_stats) {
-            let (tx, rx) = edge(e.queue, stats.clone());
+        let mut downstream: Vec<Vec<usize>> = self.nodes.iter().map(|_| Vec::new()).collect();
+        for (id, (e, stats)) in self.plan.edges.iter().zip(&edge_stats).enumerate() {
+            let (tx, rx) = edge(id, e.queue, stats.clone(), clock.clone(), e.from_node, e.to_port);
             ports[e.from_node][e.from_port].edges.push(tx);
-            receivers[e.to_node].push((e.to_port, rx));
+            receivers[e.to_node].push(rx);
+            if !downstream[e.from_node].contains(&e.to_node) {
+                downstream[e.from_node].push(e.to_node);
+            }
+        }
+        for (region, i) in self.plan.interrupts.iter().enumerate() {
+            ports[i.trigger_node][i.trigger_port].interrupts.push(region);
         }
 
         let started = Instant::now();
-        let mut threads = Vec::with_capacity(self.nodes.len());
-        let mut names = Vec::with_capacity(self.nodes.len());
+        let mut threads = Vec::with_capacity(count);
+        let mut names = Vec::with_capacity(count);
         let iter = self
             .nodes
             .into_iter()
             .zip(ports)
             .zip(receivers)
-            .zip(&node_stats);
-        for (((built, ports), inputs), stats) in iter {
+            .zip(controls)
+            .zip(downstream)
+            .enumerate();
+        for (me, ((((built, ports), inputs), control), downstream)) in iter {
             names.push((built.name.clone(), built.kind.clone()));
-            let outputs = Outputs::new(ports, stats.clone());
-            let ctx = NodeThread {
+            let ctx = Context::new(
+                me,
+                Arc::from(built.name.as_str()),
+                ports,
+                shared.clone(),
+                control,
+                node_stats[me].clone(),
+            );
+            let thread = NodeThread {
                 name: built.name.clone(),
                 kind: built.kind,
-                has_inputs: built.inputs > 0,
-                control: control.clone(),
-                stats: stats.clone(),
+                merge_wait: self.plan.nodes[me].merge_wait,
+                downstream,
             };
-            let mut node = built.node;
+            let node = built.node;
             let spawned = std::thread::Builder::new()
                 .name(format!("weir:{}", built.name))
-                .spawn(move || ctx.run(&mut *node, inputs, outputs));
+                .spawn(move || thread.run(node, inputs, ctx));
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(source) => {
-                    control.fail(RunError::Spawn {
+                    shared.fail(RunError::Spawn {
                         node: built.name,
                         source,
                     });
+                    shared.barrier.release_all();
                     break;
                 }
             }
         }
         Ok(Running {
             threads,
-            control,
+            shared,
             names,
             node_stats,
             edge_stats,
@@ -246,7 +399,7 @@ impl Graph {
 /// A graph whose threads are running.
 pub struct Running {
     threads: Vec<JoinHandle<()>>,
-    control: Arc<Control>,
+    shared: Arc<GraphShared>,
     names: Vec<(String, String)>,
     node_stats: Vec<Arc<NodeStats>>,
     edge_stats: Vec<Arc<EdgeStats>>,
@@ -255,9 +408,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// A handle that stops the graph from another thread (e.g. a Ctrl-C handler).
+    /// A handle that stops the graph from another thread (e.g. a signal handler).
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.control.clone())
+        StopHandle(self.shared.clone())
     }
 
     /// True once every node thread has ended.
@@ -267,6 +420,7 @@ impl Running {
 
     /// A snapshot of the statistics so far.
     pub fn report(&self) -> RunReport {
+        use std::sync::atomic::Ordering::Relaxed;
         let nodes = self
             .names
             .iter()
@@ -280,6 +434,7 @@ impl Running {
                 mean: s.process_time.mean(),
                 p99: s.process_time.quantile(0.99),
                 max: s.process_time.max(),
+                interrupts: s.interrupts.load(Relaxed),
             })
             .collect();
         let edges = self
@@ -294,6 +449,7 @@ impl Running {
                 sent: s.sent.load(Relaxed),
                 dropped: s.dropped.load(Relaxed),
                 high_water: s.high_water.load(Relaxed),
+                flushed: s.flushed.load(Relaxed),
             })
             .collect();
         RunReport {
@@ -316,69 +472,106 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        (self.report(), control_error(&self.control))
+        let error = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        (self.report(), error)
     }
 }
 
-fn control_error(control: &Control) -> Option<RunError> {
-    control
-        .error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-}
-
-/// What a node's thread needs besides the node itself.
+/// What a node's thread needs besides the node, its inputs and its context.
 struct NodeThread {
     name: String,
     kind: String,
-    has_inputs: bool,
-    control: Arc<Control>,
-    stats: Arc<NodeStats>,
+    merge_wait: std::time::Duration,
+    downstream: Vec<usize>,
+}
+
+/// Where a node's input loop stands with one input: packets taken from its queue but not
+/// yet handed to the node (the merge holds them to deliver in timestamp order).
+struct InputSlot {
+    rx: EdgeReceiver,
+    /// Packets with the graph time they arrived at.
+    held: VecDeque<(Packet, Timestamp)>,
+    /// How many packets may be held: the edge's queue size.
+    capacity: usize,
+    open: bool,
+}
+
+impl InputSlot {
+    fn has_room(&self) -> bool {
+        self.open && self.held.len() < self.capacity
+    }
 }
 
 impl NodeThread {
-    fn run(self, node: &mut dyn Node, inputs: Vec<(usize, Receiver<Packet>)>, mut out: Outputs) {
+    fn run(self, mut node: AnyNode, inputs: Vec<EdgeReceiver>, mut ctx: Context) {
         let span = tracing::info_span!("node", name = %self.name, kind = %self.kind);
         let _entered = span.enter();
-        let result = catch_unwind(AssertUnwindSafe(|| self.lifecycle(node, inputs, &mut out)));
-        match result {
-            Ok(Ok(())) => tracing::debug!("ended"),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "node failed");
-                self.control.fail(e);
-            }
+        let shared = ctx.shared.clone();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.lifecycle(&mut node, inputs, &mut ctx)
+        }));
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                self.control.fail(RunError::Panic {
+                Some(RunError::Panic {
                     node: self.name.clone(),
                     message,
-                });
+                })
             }
+        };
+        if let Some(e) = failure {
+            tracing::debug!(error = %e, "node failed");
+            shared.fail(e);
         }
-        // Dropping `out` here ends the stream for every downstream node.
+        // Dropping `ctx` (the outputs) ends the stream for every downstream node; only then
+        // may the virtual clock count this node out, after waking them to see the end.
+        let me = ctx.me;
+        drop(ctx);
+        shared.clock.ended(me, &self.downstream);
     }
 
     fn lifecycle(
         &self,
-        node: &mut dyn Node,
-        inputs: Vec<(usize, Receiver<Packet>)>,
-        out: &mut Outputs,
+        node: &mut AnyNode,
+        inputs: Vec<EdgeReceiver>,
+        ctx: &mut Context,
     ) -> Result<(), RunError> {
-        node.open().map_err(|source| RunError::Open {
-            node: self.name.clone(),
-            source,
-        })?;
-        let body = if self.has_inputs {
-            self.consume(node, inputs, out)
-        } else {
-            self.produce(node, out)
+        let opened = match node {
+            AnyNode::Source(s) => s.open(ctx),
+            AnyNode::Processor(p) => p.open(ctx),
         };
-        let closed = node.close(out);
+        let shared = ctx.shared.clone();
+        if let Err(source) = opened {
+            shared.fail(RunError::Open {
+                node: self.name.clone(),
+                source,
+            });
+            shared.barrier.arrive_and_wait();
+            return Ok(());
+        }
+        shared.barrier.arrive_and_wait();
+        shared.clock.start();
+        let (body, closed) = match node {
+            AnyNode::Source(s) => {
+                let body = self.produce(&mut **s, ctx);
+                (body, s.close(ctx))
+            }
+            AnyNode::Processor(p) => {
+                let body = self.consume(&mut **p, inputs, ctx);
+                (body, p.close(ctx))
+            }
+        };
         body.map_err(|source| self.failed(source))?;
         closed.map_err(|source| self.failed(source))
     }
@@ -390,71 +583,209 @@ impl NodeThread {
         }
     }
 
-    fn stopping(&self) -> bool {
-        self.control.stop.load(Relaxed)
+    /// Serves the control lane: after an interrupt, takes the new epoch and flushes.
+    fn flush_if_interrupted(
+        &self,
+        ctx: &mut Context,
+        flush: impl FnOnce(&mut Context) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        let epoch = ctx.shared.epochs[ctx.me].load(Ordering::Acquire);
+        if epoch == ctx.epoch {
+            return Ok(());
+        }
+        ctx.epoch = epoch;
+        let _s = tracing::debug_span!("flush", epoch).entered();
+        flush(ctx)
     }
 
-    fn produce(&self, node: &mut dyn Node, out: &mut Outputs) -> Result<(), NodeError> {
-        while !self.stopping() && !out.all_closed() {
+    fn produce(&self, node: &mut dyn Source, ctx: &mut Context) -> Result<(), NodeError> {
+        loop {
+            self.flush_if_interrupted(ctx, |ctx| node.flush(ctx))?;
+            while ctx.control.try_recv().is_ok() {}
+            if ctx.stopping() || ctx.all_closed() {
+                return Ok(());
+            }
+            ctx.blocked = std::time::Duration::ZERO;
             let t0 = Instant::now();
             let flow = {
                 let _s = tracing::debug_span!("produce").entered();
-                node.produce(out)?
+                node.produce(ctx)?
             };
-            self.stats.process_time.record(t0.elapsed());
+            ctx.stats
+                .process_time
+                .record(t0.elapsed().saturating_sub(ctx.blocked));
             if flow == Flow::Done {
-                break;
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     fn consume(
         &self,
-        node: &mut dyn Node,
-        mut inputs: Vec<(usize, Receiver<Packet>)>,
-        out: &mut Outputs,
+        node: &mut dyn Processor,
+        inputs: Vec<EdgeReceiver>,
+        ctx: &mut Context,
     ) -> Result<(), NodeError> {
-        if let [(port, rx)] = inputs.as_slice() {
-            for packet in rx.iter() {
-                self.call(node, *port, packet, out)?;
+        // One input takes one packet at a time, so its queue keeps its overflow policy; several
+        // inputs hold up to a queue's worth each while merging.
+        let single = inputs.len() == 1;
+        let mut slots: Vec<InputSlot> = inputs
+            .into_iter()
+            .map(|rx| InputSlot {
+                capacity: if single { 1 } else { rx.capacity },
+                rx,
+                held: VecDeque::new(),
+                open: true,
+            })
+            .collect();
+        let clock = ctx.shared.clock.clone();
+        loop {
+            if ctx.shared.aborting() {
+                return Ok(());
             }
-            return Ok(());
-        }
-        while !inputs.is_empty() {
-            let mut select = Select::new();
-            for (_, rx) in &inputs {
-                select.recv(rx);
+            self.flush_if_interrupted(ctx, |ctx| node.flush(ctx))?;
+            for slot in &mut slots {
+                fill(slot, ctx, &clock);
             }
-            let op = select.select();
-            let i = op.index();
-            match op.recv(&inputs[i].1) {
-                Ok(packet) => {
-                    let port = inputs[i].0;
-                    self.call(node, port, packet, out)?;
+            // The earliest arrival among held packets decides how long a silent input is
+            // waited for.
+            let first_arrival = slots
+                .iter()
+                .filter_map(|s| s.held.front().map(|(_, at)| *at))
+                .min();
+            let due = first_arrival.map(|at| at.saturating_add(self.merge_wait));
+            match due {
+                None if slots.iter().all(|s| !s.open) => return Ok(()),
+                None => {}
+                Some(due) => {
+                    // Deliver the earliest packet once every open input has one, or once a
+                    // silent input has been waited for long enough. A full input is not read
+                    // meanwhile: its producer waits (back-pressure), memory stays bounded.
+                    let missing = slots.iter().any(|s| s.open && s.held.is_empty());
+                    if !missing || ctx.now() >= due {
+                        if let Some(incoming) = take_earliest(&mut slots, ctx) {
+                            self.call(node, incoming, ctx)?;
+                        }
+                        continue;
+                    }
                 }
-                Err(_) => {
-                    inputs.swap_remove(i);
-                }
             }
+            wait(&mut slots, ctx, &clock, due);
         }
-        Ok(())
     }
 
     fn call(
         &self,
-        node: &mut dyn Node,
-        port: usize,
-        packet: Packet,
-        out: &mut Outputs,
+        node: &mut dyn Processor,
+        incoming: Incoming,
+        ctx: &mut Context,
     ) -> Result<(), NodeError> {
-        self.stats.packets_in.fetch_add(1, Relaxed);
+        ctx.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        ctx.blocked = std::time::Duration::ZERO;
         let t0 = Instant::now();
         {
-            let _s = tracing::debug_span!("process", port).entered();
-            node.process(port, packet, out)?;
+            let _s = tracing::debug_span!("process", port = incoming.port.index()).entered();
+            node.process(incoming, ctx)?;
         }
-        self.stats.process_time.record(t0.elapsed());
+        ctx.stats
+            .process_time
+            .record(t0.elapsed().saturating_sub(ctx.blocked));
         Ok(())
+    }
+}
+
+/// True if `packet` was made before its producer's latest interrupt.
+fn stale(packet: &Packet, rx: &EdgeReceiver, ctx: &Context) -> bool {
+    packet.epoch < ctx.shared.epochs[rx.producer].load(Ordering::Acquire)
+}
+
+/// Takes the packets queued on an input, without blocking, up to its capacity.
+fn fill(slot: &mut InputSlot, ctx: &Context, clock: &Clock) {
+    while slot.has_room() {
+        match slot.rx.rx.try_recv() {
+            Ok(p) => {
+                clock.taken(slot.rx.id());
+                slot.rx.took();
+                accept(slot, p, ctx);
+            }
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => slot.open = false,
+        }
+    }
+}
+
+/// Holds `packet` unless it was made before its producer's latest interrupt.
+fn accept(slot: &mut InputSlot, packet: Packet, ctx: &Context) {
+    if stale(&packet, &slot.rx, ctx) {
+        slot.rx.flushed();
+    } else {
+        slot.held.push_back((packet, ctx.now()));
+    }
+}
+
+/// The held packet with the earliest timestamp (ties: the lower port), if still fresh.
+fn take_earliest(slots: &mut [InputSlot], ctx: &Context) -> Option<Incoming> {
+    let i = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.held.front().map(|(p, _)| (p.timestamp, s.rx.port, i)))
+        .min()?
+        .2;
+    let slot = &mut slots[i];
+    let (packet, _) = slot.held.pop_front()?;
+    if stale(&packet, &slot.rx, ctx) {
+        slot.rx.flushed();
+        return None;
+    }
+    Some(Incoming {
+        port: InputId(slot.rx.port),
+        packet,
+    })
+}
+
+/// Blocks until a packet arrives on an input with room, a signal arrives on the control
+/// lane, or graph time `due` passes.
+fn wait(slots: &mut [InputSlot], ctx: &Context, clock: &Clock, due: Option<Timestamp>) {
+    let waiting: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].has_room()).collect();
+    if clock.is_virtual() {
+        let edges: Vec<usize> = waiting.iter().map(|&i| slots[i].rx.id()).collect();
+        if !clock.wait(ctx.me, due, &edges) {
+            return;
+        }
+    }
+    let mut select = Select::new();
+    select.recv(&ctx.control);
+    for &i in &waiting {
+        select.recv(&slots[i].rx.rx);
+    }
+    let op = match (clock.kind(), due) {
+        (ClockKind::Real, Some(due)) => match select.select_deadline(clock.instant_of(due)) {
+            Ok(op) => op,
+            Err(_) => {
+                clock.woke(ctx.me, None);
+                return;
+            }
+        },
+        _ => select.select(),
+    };
+    if op.index() == 0 {
+        let _ = op.recv(&ctx.control);
+        clock.woke(ctx.me, None);
+        return;
+    }
+    let i = waiting[op.index() - 1];
+    let got = op.recv(&slots[i].rx.rx);
+    drop(select);
+    let slot = &mut slots[i];
+    match got {
+        Ok(p) => {
+            clock.woke(ctx.me, Some(slot.rx.id()));
+            slot.rx.took();
+            accept(slot, p, ctx);
+        }
+        Err(_) => {
+            clock.woke(ctx.me, None);
+            slot.open = false;
+        }
     }
 }

@@ -101,8 +101,10 @@ pub struct NodeStats {
     pub packets_in: AtomicU64,
     /// Packets sent on all outputs (counted once per port, not per edge).
     pub packets_out: AtomicU64,
-    /// Time spent in `process` (or `produce` for sources).
+    /// Time spent in `process` (or `produce` for sources), without time blocked sending.
     pub process_time: LatencyHistogram,
+    /// Interrupts that reached the node (its own or one upstream of it).
+    pub interrupts: AtomicU64,
 }
 
 /// Counters of one edge, shared between its two ends and observers.
@@ -114,6 +116,8 @@ pub struct EdgeStats {
     pub dropped: AtomicU64,
     /// Largest queue length seen right after a send.
     pub high_water: AtomicU64,
+    /// Packets discarded because an interrupt made them stale (not overflow drops).
+    pub flushed: AtomicU64,
 }
 
 /// A snapshot of one node's statistics.
@@ -135,6 +139,8 @@ pub struct NodeReport {
     pub p99: Duration,
     /// Longest call.
     pub max: Duration,
+    /// Interrupts that reached the node.
+    pub interrupts: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -152,6 +158,8 @@ pub struct EdgeReport {
     pub dropped: u64,
     /// Largest queue length seen.
     pub high_water: u64,
+    /// Packets discarded by interrupts.
+    pub flushed: u64,
 }
 
 /// Statistics of a whole run.
@@ -176,6 +184,11 @@ impl RunReport {
         self.edges.iter().find(|e| e.to == to)
     }
 
+    /// Total packets discarded by interrupts on all edges.
+    pub fn total_flushed(&self) -> u64 {
+        self.edges.iter().map(|e| e.flushed).sum()
+    }
+
     /// Total packets dropped on all edges.
     pub fn total_dropped(&self) -> u64 {
         self.edges.iter().map(|e| e.dropped).sum()
@@ -187,35 +200,37 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10}",
-            "node", "kind", "in", "out", "mean", "p99", "max"
+            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6}",
+            "node", "kind", "in", "out", "mean", "p99", "max", "intr"
         );
         for n in &self.nodes {
             let _ = writeln!(
                 s,
-                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10}",
+                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6}",
                 n.name,
                 n.kind,
                 n.packets_in,
                 n.packets_out,
                 fmt_dur(n.mean),
                 fmt_dur(n.p99),
-                fmt_dur(n.max)
+                fmt_dur(n.max),
+                n.interrupts
             );
         }
         let _ = writeln!(
             s,
-            "\n{:<36} {:>6} {:>9} {:>9} {:>10}",
-            "edge", "queue", "sent", "dropped", "max depth"
+            "\n{:<36} {:>6} {:>9} {:>9} {:>9} {:>10}",
+            "edge", "queue", "sent", "dropped", "flushed", "max depth"
         );
         for e in &self.edges {
             let _ = writeln!(
                 s,
-                "{:<36} {:>6} {:>9} {:>9} {:>10}",
+                "{:<36} {:>6} {:>9} {:>9} {:>9} {:>10}",
                 format!("{} -> {}", e.from, e.to),
                 e.capacity,
                 e.sent,
                 e.dropped,
+                e.flushed,
                 e.high_water
             );
         }

@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_engine::{
-    Graph, Loader, Node, NodeError, NodeKind, Outputs, Packet, Payload, PortSpec, PortType,
+    Context, Graph, Incoming, Input, Loader, NoConfig, NodeError, NodeKind, Processor,
 };
 use weir_live::capture;
 use weir_live::virtual_device::VirtualMic;
+use weir_media::AudioFrame;
 
 struct Args {
     seconds: f64,
@@ -95,19 +96,31 @@ fn load(path: Option<&Path>) -> (Vec<f32>, u32, String) {
 /// Arrival time and end position of every packet reaching the stamping sink.
 type Stamps = Arc<Mutex<Vec<(Instant, u64)>>>;
 
-struct Stamp(Stamps);
+struct Stamp {
+    stamps: Stamps,
+    input: Input<AudioFrame>,
+}
 
-impl Node for Stamp {
-    fn process(&mut self, _: usize, packet: Packet, _: &mut Outputs) -> Result<(), NodeError> {
+impl Processor for Stamp {
+    fn process(&mut self, input: Incoming, _: &mut Context) -> Result<(), NodeError> {
+        // Wall-clock arrival time: this is a measurement, not pacing.
         let now = Instant::now();
-        if let Payload::Audio(a) = &packet.payload {
-            self.0
+        if let Some(a) = self.input.get(&input) {
+            self.stamps
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push((now, a.end_sample()));
         }
         Ok(())
     }
+}
+
+/// Exits with a message when a kind cannot be registered.
+fn registered<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    })
 }
 
 /// CPU seconds (user + system) of this process, from /proc/self/stat (Linux).
@@ -159,19 +172,24 @@ fn main() {
     let samples: Vec<f32> = one.iter().copied().cycle().take(total).collect();
     let mic = VirtualMic::new(samples, rate, 1).block_frames(a.block);
 
-    let mut registry = weir_nodes::registry();
+    let mut registry = registered(weir_nodes::registry());
     #[cfg(feature = "ml")]
-    weir_ml::register(&mut registry);
+    registered(weir_ml::register(&mut registry));
     let (mic_kind, counters) = capture::kind_with_device("bench.mic", mic.device());
-    registry.register(mic_kind);
+    registered(registry.register(mic_kind));
     let stamps: Stamps = Arc::default();
     let shared = stamps.clone();
-    registry.register(
-        NodeKind::new("bench.stamp", "records packet arrival", move |_| {
-            Ok(Box::new(Stamp(shared.clone())))
-        })
-        .input(PortSpec::new("in", PortType::Audio, "audio")),
-    );
+    registered(registry.register(NodeKind::processor(
+        "bench.stamp",
+        "records packet arrival",
+        |p| p.input::<AudioFrame>("in", "audio"),
+        move |_: NoConfig, input| {
+            Ok(Stamp {
+                stamps: shared.clone(),
+                input,
+            })
+        },
+    )));
     let vad_options = if a.vad == "speech.vad" {
         "with: { model: models/silero_vad_16k.onnx }"
     } else {

@@ -2,7 +2,6 @@
 //!
 //! `cargo run -p weir-live --example devices`
 
-use weir_engine::Node;
 use weir_live::capture::{CaptureConfig, CaptureNode};
 
 fn main() {
@@ -11,7 +10,7 @@ fn main() {
         Err(e) => eprintln!("error: {e}"),
     }
     let mut node = CaptureNode::new(CaptureConfig::default());
-    match node.open() {
+    match node.open_device() {
         Ok(()) => println!("default microphone: {:?}", node.negotiated()),
         Err(e) => println!("default microphone: error: {e}"),
     }

@@ -16,31 +16,58 @@
 //! backwards and lost samples (overruns) show as a forward jump of `start_sample`. Overruns
 //! and stream errors are logged, sent as `overrun` / `stream_error` events on the `event`
 //! output, and summed up in a `capture_stats` event and a log line at close.
+//!
+//! This is the live-source kind ([`Role::Live`]): `weir run GRAPH --input FILE.wav` replaces
+//! it with the recording kind (`audio.wav_file`), paced. Waiting for the device is hardware
+//! waiting: the thread parks until the callback wakes it (a few milliseconds at most at a
+//! time, so a stop is seen at once); timestamps come from the sample count, not a clock.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpal::traits::StreamTrait;
+use serde::Deserialize;
 use serde_json::json;
 use weir_engine::{
-    AudioFrame, Event, Flow, Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs,
-    Packet, Payload, PortSpec, PortType, Timestamp,
+    Config, Context, Flow, NodeError, NodeKind, OptionSpec, OptionType, Output, Ports, Role,
+    Source, Timestamp,
 };
+use weir_media::{AudioFrame, Event};
 
 use crate::device::{self, Direction, Negotiated, StreamErrors, Wanted};
 use crate::ring::{capture_ring, Block, CaptureCounters, Framer};
 use crate::LiveError;
 
-const AUDIO: usize = 0;
-const EVENT: usize = 1;
+/// The longest the capture thread waits for the device before it looks at the graph again
+/// (stop, interrupt); the callback wakes it as soon as audio arrives.
+const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// The ports of `audio.capture`.
+#[derive(Clone, Copy, Debug)]
+pub struct CapturePorts {
+    audio: Output<AudioFrame>,
+    event: Output<Event>,
+}
+
+fn ports(p: &mut Ports) -> CapturePorts {
+    CapturePorts {
+        audio: p.output(
+            "audio",
+            "audio frames stamped from the device's sample count",
+        ),
+        event: p.output("event", "overrun, stream_error and capture_stats events"),
+    }
+}
 
 /// The `audio.capture` kind, on the default audio host.
 pub fn kind() -> NodeKind {
-    declare(NodeKind::new(
+    NodeKind::source(
         "audio.capture",
         "Captures a microphone (cpal) as timestamped audio frames.",
-        |o| Ok(Box::new(CaptureNode::new(CaptureConfig::from_options(o)?))),
-    ))
+        ports,
+        |c: CaptureConfig, ports| Ok(CaptureNode::new(c).with_ports(ports)),
+    )
+    .role(Role::Live)
 }
 
 /// A capture kind called `name` that always opens `device` (a virtual microphone in tests),
@@ -51,53 +78,23 @@ pub fn kind_with_device(
 ) -> (NodeKind, Arc<CaptureCounters>) {
     let counters = Arc::new(CaptureCounters::default());
     let shared = counters.clone();
-    let kind = NodeKind::new(name, "Captures an injected cpal device.", move |o| {
-        let node = CaptureNode::with_device(CaptureConfig::from_options(o)?, device.clone())
-            .share_counters(shared.clone());
-        Ok(Box::new(node))
-    });
-    (declare(kind), counters)
+    let kind = NodeKind::source(
+        name,
+        "Captures an injected cpal device.",
+        ports,
+        move |c: CaptureConfig, ports| {
+            Ok(CaptureNode::with_device(c, device.clone())
+                .share_counters(shared.clone())
+                .with_ports(ports))
+        },
+    )
+    .role(Role::Live);
+    (kind, counters)
 }
 
-fn declare(kind: NodeKind) -> NodeKind {
-    kind.output(PortSpec::new(
-        "audio",
-        PortType::Audio,
-        "audio frames stamped from the device's sample count",
-    ))
-    .output(PortSpec::new(
-        "event",
-        PortType::Event,
-        "overrun, stream_error and capture_stats events",
-    ))
-    .option(OptionSpec::with_default(
-        "device",
-        OptionType::Str,
-        "default",
-        "input device name (or part of it), or `default`",
-    ))
-    .option(
-        OptionSpec::with_default("rate", OptionType::Int, 48_000, "sample rate in Hz")
-            .range(1000.0, 384_000.0),
-    )
-    .option(OptionSpec::with_default("channels", OptionType::Int, 1, "channels").range(1.0, 64.0))
-    .option(
-        OptionSpec::with_default("frame_ms", OptionType::Float, 20.0, "frame length in ms")
-            .range(1.0, 1000.0),
-    )
-    .option(
-        OptionSpec::with_default(
-            "ring_ms",
-            OptionType::Float,
-            500.0,
-            "audio the real-time ring holds while the capture thread is late, in ms",
-        )
-        .range(10.0, 60_000.0),
-    )
-}
-
-/// Settings of [`CaptureNode`].
-#[derive(Clone, Debug, PartialEq)]
+/// Settings of [`CaptureNode`]: the options of `audio.capture`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
     /// Device name, part of it, or `default`.
     pub device: String,
@@ -109,6 +106,31 @@ pub struct CaptureConfig {
     pub frame_ms: f64,
     /// Ring capacity in milliseconds.
     pub ring_ms: f64,
+}
+
+impl Config for CaptureConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default(
+                "device",
+                OptionType::Str,
+                "default",
+                "input device name (or part of it), or `default`",
+            ),
+            OptionSpec::with_default("rate", OptionType::Int, 48_000, "sample rate in Hz")
+                .range(1000.0, 384_000.0),
+            OptionSpec::with_default("channels", OptionType::Int, 1, "channels").range(1.0, 64.0),
+            OptionSpec::with_default("frame_ms", OptionType::Float, 20.0, "frame length in ms")
+                .range(1.0, 1000.0),
+            OptionSpec::with_default(
+                "ring_ms",
+                OptionType::Float,
+                500.0,
+                "audio the real-time ring holds while the capture thread is late, in ms",
+            )
+            .range(10.0, 60_000.0),
+        ]
+    }
 }
 
 impl Default for CaptureConfig {
@@ -123,21 +145,7 @@ impl Default for CaptureConfig {
     }
 }
 
-impl CaptureConfig {
-    /// Reads the settings from validated options.
-    pub fn from_options(o: &Options) -> Result<Self, NodeError> {
-        let int = |name: &str, max: u64| -> Result<u64, NodeError> { Ok(o.u64(name)?.min(max)) };
-        Ok(CaptureConfig {
-            device: o.str("device")?.to_string(),
-            rate: int("rate", 384_000)? as u32,
-            channels: int("channels", 64)?.max(1) as u16,
-            frame_ms: o.f64("frame_ms")?,
-            ring_ms: o.f64("ring_ms")?,
-        })
-    }
-}
-
-enum Source {
+enum DeviceChoice {
     DefaultHost,
     Device(cpal::Device),
 }
@@ -156,7 +164,8 @@ struct Live {
 /// Source node capturing a cpal input device.
 pub struct CaptureNode {
     config: CaptureConfig,
-    source: Source,
+    ports: CapturePorts,
+    source: DeviceChoice,
     counters: Arc<CaptureCounters>,
     errors: Arc<StreamErrors>,
     live: Option<Live>,
@@ -170,7 +179,8 @@ impl CaptureNode {
     pub fn new(config: CaptureConfig) -> Self {
         CaptureNode {
             config,
-            source: Source::DefaultHost,
+            ports: ports(&mut Ports::default()),
+            source: DeviceChoice::DefaultHost,
             counters: Arc::default(),
             errors: Arc::default(),
             live: None,
@@ -183,9 +193,15 @@ impl CaptureNode {
     /// A node that opens `device` (any cpal device, e.g. a custom host's) instead.
     pub fn with_device(config: CaptureConfig, device: cpal::Device) -> Self {
         CaptureNode {
-            source: Source::Device(device),
+            source: DeviceChoice::Device(device),
             ..CaptureNode::new(config)
         }
+    }
+
+    /// Uses the port handles the kind declared.
+    fn with_ports(mut self, ports: CapturePorts) -> Self {
+        self.ports = ports;
+        self
     }
 
     /// Uses `counters` for the ring's counters, so the caller can read them.
@@ -204,10 +220,28 @@ impl CaptureNode {
         self.live.as_ref().map(|l| l.negotiated)
     }
 
+    /// Opens the device and starts its stream, as [`Source::open`] does, outside a graph
+    /// (`weir devices`, examples). The callback wakes the calling thread: call it from the
+    /// thread that will read the audio.
+    pub fn open_device(&mut self) -> Result<(), NodeError> {
+        let live = self.start().map_err(|e| {
+            let e = match (&self.source, e) {
+                (_, e @ (LiveError::NoInputDevice { .. } | LiveError::DeviceNotFound { .. })) => e,
+                (DeviceChoice::DefaultHost, other) => LiveError::NoInputDevice {
+                    detail: other.to_string(),
+                },
+                (DeviceChoice::Device(_), other) => other,
+            };
+            NodeError::new(e.to_string())
+        })?;
+        self.live = Some(live);
+        Ok(())
+    }
+
     fn start(&mut self) -> Result<Live, LiveError> {
         let device = match &self.source {
-            Source::Device(d) => d.clone(),
-            Source::DefaultHost => {
+            DeviceChoice::Device(d) => d.clone(),
+            DeviceChoice::DefaultHost => {
                 device::find_device(&cpal::default_host(), &self.config.device, Direction::Input)?
             }
         };
@@ -248,13 +282,15 @@ impl CaptureNode {
             negotiated: n,
             out_channels,
             frame_frames,
-            wait: frame_time.clamp(Duration::from_millis(1), Duration::from_millis(50)),
+            wait: frame_time.clamp(Duration::from_millis(1), MAX_WAIT),
         })
     }
 
     /// Sends one block as an audio packet, after an `overrun` event if samples were lost.
-    fn emit(&mut self, block: Block, out: &mut Outputs) -> Result<(), NodeError> {
-        let live = self.live.as_ref().expect("emit only while live");
+    fn emit(&mut self, block: Block, ctx: &mut Context) -> Result<(), NodeError> {
+        let Some(live) = self.live.as_ref() else {
+            return Ok(());
+        };
         let rate = live.negotiated.rate;
         let at = Timestamp::from_samples(block.start_sample, rate);
         if block.lost_before > 0 {
@@ -274,7 +310,7 @@ impl CaptureNode {
                 "total_lost_frames": total,
                 "at_sample": block.start_sample,
             });
-            send_event(out, at, "overrun", fields)?;
+            send_event(ctx, self.ports.event, at, "overrun", fields)?;
         }
         let samples = mix(block.samples, live.negotiated.channels, live.out_channels);
         let frame = AudioFrame {
@@ -283,11 +319,11 @@ impl CaptureNode {
             start_sample: block.start_sample,
             samples: Arc::from(samples),
         };
-        out.send(AUDIO, Packet::new(at, Payload::Audio(frame)))
+        ctx.send(self.ports.audio, at, frame)
     }
 
     /// Reports new stream errors; fails if the stream cannot go on.
-    fn check_errors(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
+    fn check_errors(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         let count = self.errors.count();
         if count == self.errors_seen {
             return Ok(());
@@ -300,7 +336,7 @@ impl CaptureNode {
         let at = self.position_time();
         let fields = json!({ "kind": format!("{kind:?}"), "message": kind.to_string(),
             "count": new, "total": count });
-        send_event(out, at, "stream_error", fields)?;
+        send_event(ctx, self.ports.event, at, "stream_error", fields)?;
         if device::is_fatal(kind) {
             return Err(NodeError::new(format!(
                 "input device `{}` stopped: {kind}",
@@ -319,19 +355,16 @@ impl CaptureNode {
 }
 
 fn send_event(
-    out: &mut Outputs,
+    ctx: &mut Context,
+    port: Output<Event>,
     at: Timestamp,
     name: &str,
     fields: serde_json::Value,
 ) -> Result<(), NodeError> {
-    if !out.is_connected(EVENT) {
+    if !ctx.is_connected(port) {
         return Ok(());
     }
-    let event = Event {
-        name: name.into(),
-        fields: Arc::new(fields),
-    };
-    out.send(EVENT, Packet::new(at, Payload::Event(event)))
+    ctx.send(port, at, Event::new(name, fields))
 }
 
 /// Mixes interleaved `samples` of `from` channels down to mono when `to` is 1.
@@ -346,40 +379,41 @@ fn mix(samples: Vec<f32>, from: u16, to: u16) -> Vec<f32> {
         .collect()
 }
 
-impl Node for CaptureNode {
-    fn open(&mut self) -> Result<(), NodeError> {
-        let live = self.start().map_err(|e| {
-            let e = match (&self.source, e) {
-                (_, e @ (LiveError::NoInputDevice { .. } | LiveError::DeviceNotFound { .. })) => e,
-                (Source::DefaultHost, other) => LiveError::NoInputDevice {
-                    detail: other.to_string(),
-                },
-                (Source::Device(_), other) => other,
-            };
-            NodeError::new(e.to_string())
-        })?;
-        self.live = Some(live);
-        Ok(())
+impl Source for CaptureNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        self.open_device()
     }
 
-    fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
-        self.check_errors(out)?;
+    /// Sends the next frame once the device has delivered it. Waiting for the device is
+    /// waiting on hardware, not pacing: the thread parks until the callback wakes it, at
+    /// most `MAX_WAIT` at a time, so a stop or an interrupt is seen within that time.
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
+        self.check_errors(ctx)?;
         let Some(live) = self.live.as_mut() else {
             return Ok(Flow::Done);
         };
         let frames = live.frame_frames;
         let mut block = live.framer.next_block(frames, false);
         if block.is_none() {
+            if ctx.stopping() {
+                // The runtime ends the stream; `close` hands on what is left in the ring.
+                return Ok(Flow::Continue);
+            }
             std::thread::park_timeout(live.wait);
+            if ctx.cancelled() || ctx.stopping() {
+                // Interrupted while waiting: let the runtime flush first, so the next block
+                // is sent in the new epoch instead of being discarded.
+                return Ok(Flow::Continue);
+            }
             block = live.framer.next_block(frames, false);
         }
         if let Some(b) = block {
-            self.emit(b, out)?;
+            self.emit(b, ctx)?;
         }
         Ok(Flow::Continue)
     }
 
-    fn close(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         let Some(live) = self.live.as_mut() else {
             return Ok(());
         };
@@ -391,7 +425,7 @@ impl Node for CaptureNode {
             .as_mut()
             .and_then(|l| l.framer.next_block(frames, true))
         {
-            self.emit(b, out)?;
+            self.emit(b, ctx)?;
         }
         let at = self.position_time();
         let trailing = self
@@ -404,11 +438,11 @@ impl Node for CaptureNode {
                 "total_lost_frames": self.counters.snapshot().overrun_frames,
                 "at_sample": self.live.as_ref().map_or(0, |l| l.framer.position() - trailing),
             });
-            send_event(out, at, "overrun", fields)?;
+            send_event(ctx, self.ports.event, at, "overrun", fields)?;
         }
         let at = self.position_time();
         self.live = None;
-        self.check_errors(out)?;
+        self.check_errors(ctx)?;
         let s = self.counters.snapshot();
         let fields = json!({
             "callbacks": s.callbacks, "device_frames": s.device_frames,
@@ -423,6 +457,6 @@ impl Node for CaptureNode {
             tracing::info!(device = %self.device_name, emitted_frames = s.emitted_frames,
                 callbacks = s.callbacks, "capture: closed, nothing lost");
         }
-        send_event(out, at, "capture_stats", fields)
+        send_event(ctx, self.ports.event, at, "capture_stats", fields)
     }
 }

@@ -9,13 +9,16 @@
 //! Audio is processed in 480-sample (10 ms) blocks; output frames keep the input's sample
 //! positions. A hole in the input positions (e.g. a capture overrun) flushes the pending
 //! partial block, padded with silence, and restarts at the new position. No options.
+//! After an interrupt, the pending partial block (less than 10 ms of audio from before it) is
+//! dropped.
 
 use std::sync::Arc;
 
 use nnnoiseless::DenoiseState;
 use weir_engine::{
-    AudioFrame, Node, NodeError, NodeKind, Outputs, Packet, Payload, PortSpec, PortType,
+    Context, Incoming, Input, NoConfig, NodeError, NodeKind, Output, Ports, Processor,
 };
+use weir_media::AudioFrame;
 
 /// RNNoise's sample rate.
 pub const RATE: u32 = 48_000;
@@ -24,15 +27,33 @@ pub const BLOCK: usize = DenoiseState::FRAME_SIZE;
 /// RNNoise works on samples in the 16-bit integer range.
 const SCALE: f32 = 32_768.0;
 
+/// The ports of `audio.denoise`.
+#[derive(Clone, Copy, Debug)]
+pub struct DenoisePorts {
+    input: Input<AudioFrame>,
+    output: Output<AudioFrame>,
+}
+
+fn ports(p: &mut Ports) -> DenoisePorts {
+    DenoisePorts {
+        input: p.input("audio", "48 kHz mono audio"),
+        output: p.output("audio", "denoised audio"),
+    }
+}
+
 /// The `audio.denoise` kind.
 pub fn kind() -> NodeKind {
-    NodeKind::new(
+    NodeKind::processor(
         "audio.denoise",
         "Suppresses noise with RNNoise (48 kHz mono).",
-        |_| Ok(Box::new(DenoiseNode::new())),
+        ports,
+        |_: NoConfig, ports| {
+            Ok(DenoiseNode {
+                ports,
+                denoiser: Denoiser::new(),
+            })
+        },
     )
-    .input(PortSpec::new("audio", PortType::Audio, "48 kHz mono audio"))
-    .output(PortSpec::new("audio", PortType::Audio, "denoised audio"))
 }
 
 /// The RNNoise block loop, without the engine.
@@ -102,10 +123,18 @@ impl Denoiser {
         self.start += n as u64;
         Some((start, out))
     }
+
+    /// Drops the pending partial block unprocessed; returns how many samples it held.
+    pub fn discard(&mut self) -> usize {
+        let n = self.pending.len();
+        self.pending.clear();
+        n
+    }
 }
 
 /// Node adapter around [`Denoiser`].
 pub struct DenoiseNode {
+    ports: DenoisePorts,
     denoiser: Denoiser,
 }
 
@@ -119,31 +148,25 @@ impl DenoiseNode {
     /// A node with a fresh denoiser.
     pub fn new() -> Self {
         DenoiseNode {
+            ports: ports(&mut Ports::default()),
             denoiser: Denoiser::new(),
         }
     }
-}
 
-fn send(out: &mut Outputs, start: u64, samples: Vec<f32>) -> Result<(), NodeError> {
-    let frame = AudioFrame {
-        rate: RATE,
-        channels: 1,
-        start_sample: start,
-        samples: Arc::from(samples),
-    };
-    out.send(0, Packet::new(frame.timestamp(), Payload::Audio(frame)))
-}
-
-impl Node for DenoiseNode {
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Audio(frame) = packet.payload else {
-            return Ok(());
+    fn send(&self, ctx: &mut Context, start: u64, samples: Vec<f32>) -> Result<(), NodeError> {
+        let frame = AudioFrame {
+            rate: RATE,
+            channels: 1,
+            start_sample: start,
+            samples: Arc::from(samples),
         };
+        ctx.send(self.ports.output, frame.timestamp(), frame)
+    }
+}
+
+impl Processor for DenoiseNode {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let frame = self.ports.input.expect(&input)?;
         if frame.rate != RATE || frame.channels != 1 {
             return Err(NodeError::new(format!(
                 "RNNoise needs 48000 Hz mono audio, got {} Hz with {} channels: capture with \
@@ -152,14 +175,23 @@ impl Node for DenoiseNode {
             )));
         }
         for (start, samples) in self.denoiser.push(frame.start_sample, &frame.samples) {
-            send(out, start, samples)?;
+            self.send(ctx, start, samples)?;
         }
         Ok(())
     }
 
-    fn close(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        let dropped = self.denoiser.discard();
+        tracing::debug!(
+            dropped_samples = dropped,
+            "denoise: interrupted, partial block dropped"
+        );
+        Ok(())
+    }
+
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         match self.denoiser.flush() {
-            Some((start, samples)) => send(out, start, samples),
+            Some((start, samples)) => self.send(ctx, start, samples),
             None => Ok(()),
         }
     }
@@ -168,6 +200,8 @@ impl Node for DenoiseNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_engine::testing::NodeRunner;
+    use weir_engine::{Packet, Timestamp};
 
     #[test]
     fn keeps_positions_and_length() {
@@ -183,5 +217,97 @@ mod tests {
         let in_energy: f32 = noise[480..960].iter().map(|s| s * s).sum();
         let out_energy: f32 = ready[0].1[480..].iter().map(|s| s * s).sum();
         assert!(out_energy < in_energy, "noise should be reduced");
+    }
+
+    fn noise(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919) % 200) as f32 / 1000.0 - 0.1)
+            .collect()
+    }
+
+    fn frame(start: u64, samples: Vec<f32>, rate: u32) -> Packet {
+        let f = AudioFrame {
+            rate,
+            channels: 1,
+            start_sample: start,
+            samples: Arc::from(samples),
+        };
+        Packet::new(f.timestamp(), f)
+    }
+
+    #[test]
+    fn node_keeps_positions_and_flushes_the_tail_at_close() {
+        // 3 frames of 700 samples, then a hole (an overrun upstream) and one more frame.
+        let packets = vec![
+            frame(0, noise(700, 0), RATE),
+            frame(700, noise(700, 1), RATE),
+            frame(1400, noise(700, 2), RATE),
+            frame(5000, noise(500, 3), RATE),
+        ];
+        let out = NodeRunner::new(kind())
+            .feed("audio", packets)
+            .run()
+            .expect("denoise runs");
+        let spans: Vec<(u64, usize)> = out
+            .values::<AudioFrame>("audio")
+            .iter()
+            .map(|f| (f.start_sample, f.frames()))
+            .collect();
+        // Whole blocks as they fill, the partial block before the hole padded and cut back
+        // to its real length, then the tail at close.
+        assert_eq!(
+            spans,
+            [
+                (0, 480),
+                (480, 480),
+                (960, 960),
+                (1920, 180),
+                (5000, 480),
+                (5480, 20)
+            ]
+        );
+        for p in out.packets("audio") {
+            let f = p.get::<AudioFrame>().expect("audio");
+            assert_eq!(p.timestamp, f.timestamp());
+            assert_eq!((f.rate, f.channels), (RATE, 1));
+        }
+    }
+
+    #[test]
+    fn interrupt_drops_the_pending_partial_block() {
+        let out = NodeRunner::new(kind())
+            .feed(
+                "audio",
+                [
+                    frame(0, noise(700, 0), RATE),
+                    frame(700, noise(700, 1), RATE),
+                ],
+            )
+            // Between the two frames (at 5 ms; the second comes at 14.6 ms).
+            .interrupt_at([Packet::new(
+                Timestamp::from_nanos(5_000_000),
+                weir_media::Event::new("speech_start", serde_json::json!({})),
+            )])
+            .run()
+            .expect("denoise runs");
+        let spans: Vec<(u64, usize)> = out
+            .values::<AudioFrame>("audio")
+            .iter()
+            .map(|f| (f.start_sample, f.frames()))
+            .collect();
+        // The 220 samples pending at the interrupt are gone: the next block starts at 700.
+        assert_eq!(spans, [(0, 480), (700, 480), (1180, 220)]);
+    }
+
+    #[test]
+    fn node_refuses_audio_it_cannot_denoise() {
+        let err = NodeRunner::new(kind())
+            .feed("audio", [frame(0, noise(480, 0), 16_000)])
+            .run()
+            .expect_err("16 kHz is refused");
+        assert!(
+            err.to_string().contains("RNNoise needs 48000 Hz mono"),
+            "{err}"
+        );
     }
 }

@@ -29,6 +29,14 @@
 //! let node = CaptureNode::with_device(CaptureConfig::default(), mic.device());
 //! assert!(node.negotiated().is_none()); // the stream opens with the node, on its thread
 //! ```
+//!
+//! ## Example: registering the kinds
+//! ```
+//! let mut registry = weir_engine::Registry::new();
+//! weir_live::register(&mut registry).unwrap();
+//! let capture = registry.get("audio.capture").unwrap();
+//! assert_eq!(capture.role, weir_engine::Role::Live);
+//! ```
 
 pub mod capture;
 pub mod denoise;
@@ -39,13 +47,13 @@ pub mod virtual_device;
 
 pub use device::{devices_report, devices_report_for};
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
 /// Registers the live audio node kinds: `audio.capture`, `audio.playback`, `audio.denoise`.
-pub fn register(registry: &mut Registry) {
-    registry.register(capture::kind());
-    registry.register(playback::kind());
-    registry.register(denoise::kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(capture::kind())?;
+    registry.register(playback::kind())?;
+    registry.register(denoise::kind())
 }
 
 /// Why a live audio device could not be used.

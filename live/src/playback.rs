@@ -15,35 +15,58 @@
 //! is paced by the speaker; the cpal callback only drains the ring and writes silence when it
 //! runs dry, counting underruns. At end of stream the ring is played out before the stream
 //! stops; underruns and stream errors are logged at close.
+//!
+//! Interrupts (barge-in): when this node or one upstream of it is interrupted, `flush`
+//! clears the ring at once: the audio queued but not yet played is discarded and the speaker
+//! goes silent within one device period (the callback skips the discarded samples instead of
+//! playing them; see [`crate::ring::PlaybackFeed::clear`]). A frame half pushed when the
+//! interrupt comes is abandoned. Discarded audio is logged at debug level
+//! (`discarded_frames`), counted in [`PlaybackCounters::flushed_frames`] and summed up in the
+//! log line at close (`flushed_frames`). The silence that follows is not an underrun.
+//!
+//! Waiting for room in the ring is waiting on hardware, not pacing: on the real clock it
+//! sleeps on the graph clock so an interrupt or a stop wakes it at once; a device that takes
+//! nothing for [`STALL_LIMIT`] fails the node.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpal::traits::StreamTrait;
+use serde::Deserialize;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload, PortSpec,
-    PortType,
+    ClockKind, Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType,
+    Ports, Processor,
 };
+use weir_media::AudioFrame;
 
 use crate::device::{self, Direction, Negotiated, StreamErrors, Wanted};
 use crate::ring::{playback_ring, PlaybackCounters, PlaybackFeed};
 use crate::LiveError;
 
 /// How long the node waits for the device to take audio before it gives up.
-const STALL_LIMIT: Duration = Duration::from_secs(3);
+pub const STALL_LIMIT: Duration = Duration::from_secs(3);
+
+/// The ports of `audio.playback`.
+#[derive(Clone, Copy, Debug)]
+pub struct PlaybackPorts {
+    audio: Input<AudioFrame>,
+}
+
+fn ports(p: &mut Ports) -> PlaybackPorts {
+    PlaybackPorts {
+        audio: p.input("audio", "audio to play"),
+    }
+}
 
 /// The `audio.playback` kind, on the default audio host.
 pub fn kind() -> NodeKind {
-    declare(NodeKind::new(
+    NodeKind::processor(
         "audio.playback",
         "Plays audio frames on a speaker (cpal).",
-        |o| {
-            Ok(Box::new(PlaybackNode::new(PlaybackConfig::from_options(
-                o,
-            )?)))
-        },
-    ))
+        ports,
+        |c: PlaybackConfig, ports| Ok(PlaybackNode::new(c).with_ports(ports)),
+    )
 }
 
 /// A playback kind called `name` that always opens `device` (a virtual speaker in tests),
@@ -54,42 +77,22 @@ pub fn kind_with_device(
 ) -> (NodeKind, Arc<PlaybackCounters>) {
     let counters = Arc::new(PlaybackCounters::default());
     let shared = counters.clone();
-    let kind = NodeKind::new(name, "Plays on an injected cpal device.", move |o| {
-        let mut node = PlaybackNode::with_device(PlaybackConfig::from_options(o)?, device.clone());
-        node.counters = shared.clone();
-        Ok(Box::new(node))
-    });
-    (declare(kind), counters)
+    let kind = NodeKind::processor(
+        name,
+        "Plays on an injected cpal device.",
+        ports,
+        move |c: PlaybackConfig, ports| {
+            let mut node = PlaybackNode::with_device(c, device.clone()).with_ports(ports);
+            node.counters = shared.clone();
+            Ok(node)
+        },
+    );
+    (kind, counters)
 }
 
-fn declare(kind: NodeKind) -> NodeKind {
-    kind.input(PortSpec::new("audio", PortType::Audio, "audio to play"))
-        .option(OptionSpec::with_default(
-            "device",
-            OptionType::Str,
-            "default",
-            "output device name (or part of it), or `default`",
-        ))
-        .option(
-            OptionSpec::with_default("rate", OptionType::Int, 48_000, "sample rate in Hz")
-                .range(1000.0, 384_000.0),
-        )
-        .option(
-            OptionSpec::with_default("channels", OptionType::Int, 1, "channels").range(1.0, 64.0),
-        )
-        .option(
-            OptionSpec::with_default(
-                "buffer_ms",
-                OptionType::Float,
-                200.0,
-                "audio queued ahead of the speaker, in ms",
-            )
-            .range(10.0, 60_000.0),
-        )
-}
-
-/// Settings of [`PlaybackNode`].
-#[derive(Clone, Debug, PartialEq)]
+/// Settings of [`PlaybackNode`]: the options of `audio.playback`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlaybackConfig {
     /// Device name, part of it, or `default`.
     pub device: String,
@@ -101,15 +104,37 @@ pub struct PlaybackConfig {
     pub buffer_ms: f64,
 }
 
-impl PlaybackConfig {
-    /// Reads the settings from validated options.
-    pub fn from_options(o: &Options) -> Result<Self, NodeError> {
-        Ok(PlaybackConfig {
-            device: o.str("device")?.to_string(),
-            rate: o.u64("rate")?.min(384_000) as u32,
-            channels: o.u64("channels")?.clamp(1, 64) as u16,
-            buffer_ms: o.f64("buffer_ms")?,
-        })
+impl Config for PlaybackConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default(
+                "device",
+                OptionType::Str,
+                "default",
+                "output device name (or part of it), or `default`",
+            ),
+            OptionSpec::with_default("rate", OptionType::Int, 48_000, "sample rate in Hz")
+                .range(1000.0, 384_000.0),
+            OptionSpec::with_default("channels", OptionType::Int, 1, "channels").range(1.0, 64.0),
+            OptionSpec::with_default(
+                "buffer_ms",
+                OptionType::Float,
+                200.0,
+                "audio queued ahead of the speaker, in ms",
+            )
+            .range(10.0, 60_000.0),
+        ]
+    }
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        PlaybackConfig {
+            device: "default".into(),
+            rate: 48_000,
+            channels: 1,
+            buffer_ms: 200.0,
+        }
     }
 }
 
@@ -124,6 +149,7 @@ struct Live {
 /// Sink node playing on a cpal output device.
 pub struct PlaybackNode {
     config: PlaybackConfig,
+    ports: PlaybackPorts,
     device: Option<cpal::Device>,
     counters: Arc<PlaybackCounters>,
     errors: Arc<StreamErrors>,
@@ -137,6 +163,7 @@ impl PlaybackNode {
     pub fn new(config: PlaybackConfig) -> Self {
         PlaybackNode {
             config,
+            ports: ports(&mut Ports::default()),
             device: None,
             counters: Arc::default(),
             errors: Arc::default(),
@@ -154,7 +181,13 @@ impl PlaybackNode {
         }
     }
 
-    /// The ring's counters (frames played, underruns).
+    /// Uses the port handles the kind declared.
+    fn with_ports(mut self, ports: PlaybackPorts) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// The ring's counters (frames played, underruns, flushes).
     pub fn counters(&self) -> Arc<PlaybackCounters> {
         self.counters.clone()
     }
@@ -208,6 +241,38 @@ impl PlaybackNode {
             _ => Ok(()),
         }
     }
+
+    /// Discards the audio queued for the speaker; logs what was dropped.
+    fn discard_queued(&mut self, why: &str) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let queued = live.feed.clear();
+        let channels = usize::from(live.negotiated.channels.max(1));
+        tracing::debug!(
+            device = %self.device_name,
+            discarded_frames = queued / channels,
+            flushed_frames_before = self.counters.flushed_frames.load(Relaxed),
+            "playback: {why}: queued audio discarded, the speaker goes silent"
+        );
+    }
+}
+
+/// Waits about `period` for the device to take audio: hardware waiting, not pacing. On the
+/// real clock it sleeps on the graph clock, so an interrupt or a stop ends the wait at once.
+/// On the virtual clock (whose time says nothing about the device) or once the graph is
+/// stopping (the clock no longer sleeps then, and the queued audio still drains), it parks
+/// the thread for that long instead. Returns at once if the node was interrupted.
+fn wait_for_device(ctx: &mut Context, period: Duration) {
+    if ctx.cancelled() {
+        return;
+    }
+    if ctx.clock_kind() == ClockKind::Real && !ctx.stopping() {
+        let until = ctx.now().saturating_add(period);
+        ctx.sleep_until(until);
+    } else {
+        std::thread::park_timeout(period);
+    }
 }
 
 /// Writes `input` (`from` channels) into `out` laid out for `to` channels.
@@ -233,22 +298,15 @@ fn remix(input: &[f32], from: u16, to: u16, out: &mut Vec<f32>) -> Result<(), No
     Ok(())
 }
 
-impl Node for PlaybackNode {
-    fn open(&mut self) -> Result<(), NodeError> {
+impl Processor for PlaybackNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         let live = self.start().map_err(|e| NodeError::new(e.to_string()))?;
         self.live = Some(live);
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        _out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Audio(frame) = packet.payload else {
-            return Ok(());
-        };
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let frame = self.ports.audio.expect(&input)?;
         let Some(live) = self.live.as_mut() else {
             return Ok(());
         };
@@ -267,8 +325,13 @@ impl Node for PlaybackNode {
             &mut self.scratch,
         )?;
         let mut rest: &[f32] = &self.scratch;
+        // A watchdog on the device, in real time: graph time may not move while we wait.
         let mut progress = Instant::now();
         while !rest.is_empty() {
+            if ctx.cancelled() {
+                // Interrupted: the rest of this frame is stale; `flush` clears the ring next.
+                return Ok(());
+            }
             let taken = live.feed.push(rest);
             rest = &rest[taken..];
             if taken > 0 {
@@ -291,37 +354,58 @@ impl Node for PlaybackNode {
                     STALL_LIMIT.as_secs()
                 )));
             }
-            std::thread::sleep(live.wait);
+            wait_for_device(ctx, live.wait);
         }
         Ok(())
     }
 
-    fn close(&mut self, _out: &mut Outputs) -> Result<(), NodeError> {
-        let Some(live) = self.live.take() else {
+    /// Barge-in: silences the speaker at once by discarding the queued audio.
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        self.discard_queued("interrupted");
+        Ok(())
+    }
+
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        if self.live.is_none() {
             return Ok(());
-        };
-        // Let the queued audio play out, then stop the stream.
-        live.feed.finish();
-        let until = Instant::now() + live.buffer + STALL_LIMIT;
-        while live.feed.queued() > 0 && Instant::now() < until {
-            std::thread::sleep(live.wait);
         }
-        // One more period so the last samples leave the device's own buffer.
-        std::thread::sleep(live.wait);
-        drop(live.stream);
+        if let Some(live) = self.live.as_ref() {
+            // Let the queued audio play out (unless interrupted meanwhile), then stop.
+            live.feed.finish();
+        }
+        let (buffer, wait) = self
+            .live
+            .as_ref()
+            .map_or((Duration::ZERO, Duration::ZERO), |l| (l.buffer, l.wait));
+        let until = Instant::now() + buffer + STALL_LIMIT;
+        while self.live.as_ref().is_some_and(|l| l.feed.queued() > 0) && Instant::now() < until {
+            if ctx.cancelled() {
+                self.discard_queued("interrupted while playing out");
+                break;
+            }
+            wait_for_device(ctx, wait);
+        }
+        // One more period so the last samples (or the skip of a clear) leave the device.
+        wait_for_device(ctx, wait);
+        if let Some(live) = self.live.take() {
+            drop(live.stream);
+        }
         let c = &self.counters;
-        let (played, under, events) = (
+        let (played, under, events, flushed, flushes) = (
             c.played_frames.load(Relaxed),
             c.underrun_frames.load(Relaxed),
             c.underrun_events.load(Relaxed),
+            c.flushed_frames.load(Relaxed),
+            c.flushes.load(Relaxed),
         );
         if under > 0 || self.errors.count() > 0 {
             tracing::warn!(device = %self.device_name, played_frames = played,
-                underrun_frames = under, underrun_events = events,
-                stream_errors = self.errors.count(), "playback: closed with underruns or errors");
+                underrun_frames = under, underrun_events = events, flushed_frames = flushed,
+                flushes, stream_errors = self.errors.count(),
+                "playback: closed with underruns or errors");
         } else {
             tracing::info!(device = %self.device_name, played_frames = played,
-                "playback: closed, no underrun");
+                flushed_frames = flushed, flushes, "playback: closed, no underrun");
         }
         self.check_errors()
     }

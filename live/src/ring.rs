@@ -8,9 +8,14 @@
 //! samples advance the position, so timestamps stay on the device clock and never go back.
 //!
 //! Playback: the node thread fills a ring with a [`PlaybackFeed`]; the callback drains it with
-//! a [`PlaybackDrain`], writing silence and counting underruns when it runs dry.
+//! a [`PlaybackDrain`], writing silence and counting underruns when it runs dry. An interrupt
+//! clears the ring without touching the consumer's side: the feed publishes "skip everything
+//! pushed so far" in one atomic, and the callback honours it at its next call.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 use std::thread::Thread;
 
@@ -298,6 +303,10 @@ pub struct PlaybackCounters {
     pub underrun_events: AtomicU64,
     /// Errors the audio backend reported on the stream.
     pub stream_errors: AtomicU64,
+    /// Frames discarded unplayed because the ring was cleared (an interrupt, e.g. barge-in).
+    pub flushed_frames: AtomicU64,
+    /// Clears the callback has carried out.
+    pub flushes: AtomicU64,
 }
 
 /// Builds the two ends of a playback ring holding `capacity_frames` frames of `channels`.
@@ -310,17 +319,22 @@ pub fn playback_ring(
     let (tx, rx) = HeapRb::<f32>::new(capacity_frames.max(1) * channels).split();
     let started = Arc::new(AtomicBool::new(false));
     let finishing = Arc::new(AtomicBool::new(false));
+    let clear_until = Arc::new(AtomicU64::new(0));
     (
         PlaybackFeed {
             samples: tx,
             started: started.clone(),
             finishing: finishing.clone(),
+            clear_until: clear_until.clone(),
+            pushed: 0,
         },
         PlaybackDrain {
             samples: rx,
             channels,
             started,
             finishing,
+            clear_until,
+            popped: 0,
             counters,
         },
     )
@@ -331,6 +345,11 @@ pub struct PlaybackFeed {
     samples: HeapProd<f32>,
     started: Arc<AtomicBool>,
     finishing: Arc<AtomicBool>,
+    /// Samples pushed before the latest clear: the callback skips everything before this
+    /// position in the stream of pushed samples.
+    clear_until: Arc<AtomicU64>,
+    /// Samples pushed so far.
+    pushed: u64,
 }
 
 impl PlaybackFeed {
@@ -338,6 +357,7 @@ impl PlaybackFeed {
     pub fn push(&mut self, samples: &[f32]) -> usize {
         let n = self.samples.push_slice(samples);
         if n > 0 {
+            self.pushed += n as u64;
             self.started.store(true, Relaxed);
         }
         n
@@ -348,9 +368,24 @@ impl PlaybackFeed {
         self.samples.vacant_len()
     }
 
-    /// Samples not yet played.
+    /// Samples not yet played (or not yet skipped after a [`PlaybackFeed::clear`]).
     pub fn queued(&self) -> usize {
         self.samples.occupied_len()
+    }
+
+    /// Discards everything queued so far: the callback skips it at its next call instead
+    /// of playing it (only the consumer may move the read position of the lock-free ring),
+    /// then counts it in [`PlaybackCounters::flushed_frames`]. Audio pushed after this call
+    /// is kept. Until new audio comes, running dry is silence by request, not an underrun.
+    ///
+    /// Returns the samples queued at the call: what will be discarded, give or take what a
+    /// callback running at this very moment still plays.
+    pub fn clear(&mut self) -> usize {
+        let queued = self.samples.occupied_len();
+        self.started.store(false, Relaxed);
+        // Release: the callback that sees this position also sees every sample before it.
+        self.clear_until.store(self.pushed, Release);
+        queued
     }
 
     /// Marks the end of the stream: running dry from now on is not an underrun.
@@ -365,14 +400,19 @@ pub struct PlaybackDrain {
     channels: usize,
     started: Arc<AtomicBool>,
     finishing: Arc<AtomicBool>,
+    clear_until: Arc<AtomicU64>,
+    /// Samples taken out of the ring so far, played or skipped.
+    popped: u64,
     counters: Arc<PlaybackCounters>,
 }
 
 impl PlaybackDrain {
     /// Fills one callback's interleaved buffer, converting each sample with `convert`;
     /// what the ring cannot provide is silence (`silence`), counted as underrun once
-    /// playback has begun and until the stream is finishing.
+    /// playback has begun and until the stream is finishing. A pending clear is carried
+    /// out first: the audio queued before it is skipped, never played.
     pub fn pull<T: Copy>(&mut self, out: &mut [T], silence: T, convert: impl Fn(f32) -> T) {
+        self.apply_clear();
         let mut filled = 0;
         while filled < out.len() {
             match self.samples.try_pop() {
@@ -383,6 +423,7 @@ impl PlaybackDrain {
                 None => break,
             }
         }
+        self.popped += filled as u64;
         out[filled..].fill(silence);
         let frames = (out.len() / self.channels) as u64;
         let played = (filled / self.channels) as u64;
@@ -393,6 +434,22 @@ impl PlaybackDrain {
             self.counters.underrun_frames.fetch_add(dry, Relaxed);
             self.counters.underrun_events.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Skips the samples pushed before the latest clear, if any are left: one atomic load
+    /// and an index move, no allocation.
+    fn apply_clear(&mut self) {
+        let until = self.clear_until.load(Acquire);
+        if until <= self.popped {
+            return;
+        }
+        let want = usize::try_from(until - self.popped).unwrap_or(usize::MAX);
+        let skipped = self.samples.skip(want);
+        self.popped += skipped as u64;
+        self.counters
+            .flushed_frames
+            .fetch_add((skipped / self.channels) as u64, Relaxed);
+        self.counters.flushes.fetch_add(1, Relaxed);
     }
 
     /// Counts a backend error (the error callback may call this).
@@ -462,5 +519,37 @@ mod tests {
         feed.finish();
         drain.pull(&mut out, 0.0, |s| s);
         assert_eq!(c.underrun_frames.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn clear_skips_what_was_queued_and_keeps_what_comes_after() {
+        let c = Arc::new(PlaybackCounters::default());
+        let (mut feed, mut drain) = playback_ring(16, 2, c.clone());
+        let mut out = [9.0f32; 4];
+        feed.push(&[0.5; 8]);
+        drain.pull(&mut out, 0.0, |s| s);
+        assert_eq!(out, [0.5; 4]);
+        assert_eq!(feed.clear(), 4, "two frames were still queued");
+        feed.push(&[0.25; 2]);
+        drain.pull(&mut out, 0.0, |s| s);
+        assert_eq!(
+            out,
+            [0.25, 0.25, 0.0, 0.0],
+            "old audio skipped, new audio kept"
+        );
+        assert_eq!(c.flushed_frames.load(Relaxed), 2);
+        assert_eq!(c.flushes.load(Relaxed), 1);
+        assert_eq!(c.played_frames.load(Relaxed), 3);
+        // Silence after a clear with nothing new queued is not an underrun.
+        feed.clear();
+        drain.pull(&mut out, 0.0, |s| s);
+        assert_eq!(out, [0.0; 4]);
+        assert_eq!(
+            c.underrun_frames.load(Relaxed),
+            1,
+            "only the short callback above"
+        );
+        assert_eq!(c.flushes.load(Relaxed), 1, "nothing left to skip");
+        assert_eq!(feed.queued(), 0);
     }
 }

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weir_engine::{channel_sink, Graph, Loader, Payload, PortType, Registry};
+use weir_engine::{channel_sink, Graph, Loader, Payload, Registry};
+use weir_media::AudioFrame;
 
 const RATE: u32 = 48_000;
 
@@ -29,9 +30,10 @@ fn alsa_file_plugin_feeds_the_default_capture_device() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
 
     let mut registry = Registry::new();
-    weir_live::register(&mut registry);
-    let (sink, rx) = channel_sink("test.audio_out", PortType::Audio);
-    registry.register(sink);
+    weir_live::register(&mut registry).expect("new kinds");
+    // Room for everything the run captures: the test reads it after the run.
+    let (sink, rx) = channel_sink("test.audio_out", AudioFrame::PORT, 4096);
+    registry.register(sink).expect("new kind");
     let yaml = "
 nodes:
   mic: { node: audio.capture, with: { device: default, rate: 48000, channels: 1 } }
@@ -55,9 +57,7 @@ nodes:
     );
     let mut checked = 0;
     for p in &packets {
-        let Payload::Audio(a) = &p.payload else {
-            panic!("expected audio");
-        };
+        let a = p.get::<AudioFrame>().expect("audio");
         assert_eq!((a.rate, a.channels), (RATE, 1));
         let (s, e) = (a.start_sample as usize, a.end_sample() as usize);
         if e <= file.len() {
@@ -65,10 +65,10 @@ nodes:
             checked += a.frames();
         }
     }
-    let end = packets.last().map(|p| match &p.payload {
-        Payload::Audio(a) => a.end_sample(),
-        _ => 0,
-    });
+    let end = packets
+        .last()
+        .and_then(|p| p.get::<AudioFrame>())
+        .map(AudioFrame::end_sample);
     eprintln!(
         "{} packets, {checked} frames checked against the file, last end {end:?}",
         packets.len()

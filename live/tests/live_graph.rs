@@ -5,9 +5,9 @@
 #[test]
 fn voice_assistant_live_graph_validates() {
     use std::path::PathBuf;
-    let mut registry = weir_nodes::registry();
-    weir_live::register(&mut registry);
-    weir_ml::register(&mut registry);
+    let mut registry = weir_nodes::registry().expect("built-in kinds");
+    weir_live::register(&mut registry).expect("live kinds");
+    weir_ml::register(&mut registry).expect("ml kinds");
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../graphs/voice_assistant_live.yaml");
     let plan = weir_engine::Loader::new(&registry)

@@ -1,18 +1,22 @@
 //! The capture and playback nodes on cpal's custom host: a virtual microphone plays a WAV file
-//! at real time through the normal `build_input_stream` path.
+//! at real time through the normal `build_input_stream` path; a virtual speaker records what
+//! playback gives it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use weir_engine::{
-    channel_sink, Graph, Loader, Node, NodeError, NodeKind, Outputs, Packet, Payload, PortSpec,
-    PortType, Registry, RunReport, Timestamp,
+    channel_sink, Context, Flow, Graph, Incoming, Input, Loader, NoConfig, NodeError, NodeKind,
+    Output, Packet, Payload, Processor, Registry, RunError, RunReport, Source, Timestamp,
 };
 use weir_live::capture::{self, CaptureConfig, CaptureNode};
 use weir_live::device::{find_device, Direction};
 use weir_live::playback;
 use weir_live::ring::CaptureCounters;
 use weir_live::virtual_device::{VirtualHost, VirtualMic, VirtualSpeaker};
+use weir_media::{AudioFrame, Event};
 
 const RATE: u32 = 48_000;
 
@@ -53,24 +57,38 @@ fn wav_roundtrip(name: &str, samples: &[f32], channels: u16) -> (PathBuf, Vec<f3
     (path, read)
 }
 
-/// A node that takes `delay` per packet: a downstream node that cannot keep up.
+/// Packets the collecting sinks hold, so a test can read them after the run.
+const SINK_CAPACITY: usize = 4096;
+
+/// A node that takes `delay` per packet: a downstream node that cannot keep up (the sleep
+/// stands for CPU work, not pacing).
 struct Slow {
     delay: Duration,
+    input: Input<AudioFrame>,
+    output: Output<AudioFrame>,
 }
 
-impl Node for Slow {
-    fn process(&mut self, _: usize, packet: Packet, out: &mut Outputs) -> Result<(), NodeError> {
+impl Processor for Slow {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
         std::thread::sleep(self.delay);
-        out.send(0, packet)
+        self.input.expect(&input)?;
+        ctx.forward(self.output, input.packet)
     }
 }
 
 fn slow_kind(delay: Duration) -> NodeKind {
-    NodeKind::new("test.slow", "sleeps per packet", move |_| {
-        Ok(Box::new(Slow { delay }))
-    })
-    .input(PortSpec::new("in", PortType::Audio, "audio"))
-    .output(PortSpec::new("out", PortType::Audio, "audio"))
+    NodeKind::processor(
+        "test.slow",
+        "sleeps per packet",
+        |p| (p.input("in", "audio"), p.output("out", "audio")),
+        move |_: NoConfig, (input, output)| {
+            Ok(Slow {
+                delay,
+                input,
+                output,
+            })
+        },
+    )
 }
 
 struct Run {
@@ -85,11 +103,11 @@ struct Run {
 fn run(mic: &VirtualMic, yaml: &str, registry: Option<Registry>) -> Run {
     let mut registry = registry.unwrap_or_default();
     let (mic_kind, counters) = capture::kind_with_device("test.mic", mic.device());
-    registry.register(mic_kind);
-    let (audio_sink, audio_rx) = channel_sink("test.audio_out", PortType::Audio);
-    let (event_sink, event_rx) = channel_sink("test.event_out", PortType::Event);
-    registry.register(audio_sink);
-    registry.register(event_sink);
+    registry.register(mic_kind).expect("new kind");
+    let (audio_sink, audio_rx) = channel_sink("test.audio_out", AudioFrame::PORT, SINK_CAPACITY);
+    let (event_sink, event_rx) = channel_sink("test.event_out", Event::PORT, SINK_CAPACITY);
+    registry.register(audio_sink).expect("new kind");
+    registry.register(event_sink).expect("new kind");
     let plan = Loader::new(&registry)
         .load_str(Path::new("test.yaml"), yaml)
         .expect("valid graph");
@@ -97,7 +115,6 @@ fn run(mic: &VirtualMic, yaml: &str, registry: Option<Registry>) -> Run {
         .expect("graph builds")
         .start()
         .expect("graph starts");
-    // The sink kinds hold senders: the channels end only once the registry is gone too.
     drop(registry);
     let seconds = mic.samples().len() as f64 / f64::from(RATE);
     assert!(
@@ -114,11 +131,9 @@ fn run(mic: &VirtualMic, yaml: &str, registry: Option<Registry>) -> Run {
     }
 }
 
-fn audio(p: &Packet) -> &weir_engine::AudioFrame {
-    match &p.payload {
-        Payload::Audio(a) => a,
-        other => panic!("expected audio, got {other:?}"),
-    }
+fn audio(p: &Packet) -> &AudioFrame {
+    p.get::<AudioFrame>()
+        .unwrap_or_else(|| panic!("expected audio, got {p:?}"))
 }
 
 /// Every packet is bit-exact to the file at its own position, and stamped from it.
@@ -176,18 +191,17 @@ nodes:
     assert_eq!(names, ["capture_stats"]);
 }
 
+fn event(p: &Packet) -> &Event {
+    p.get::<Event>()
+        .unwrap_or_else(|| panic!("expected an event, got {p:?}"))
+}
+
 fn event_name(p: &Packet) -> String {
-    match &p.payload {
-        Payload::Event(e) => e.name.to_string(),
-        other => panic!("expected an event, got {other:?}"),
-    }
+    event(p).name.to_string()
 }
 
 fn event_field(p: &Packet, field: &str) -> u64 {
-    match &p.payload {
-        Payload::Event(e) => e.fields[field].as_u64().expect("numeric field"),
-        other => panic!("expected an event, got {other:?}"),
-    }
+    event(p).fields[field].as_u64().expect("numeric field")
 }
 
 /// The callbacks kept their schedule whatever happened downstream. A callback that waited
@@ -214,7 +228,9 @@ fn slow_consumer_behind_drop_oldest_edge_drops_packets_not_the_callback() {
     let file = signal(frames, 1);
     let mic = VirtualMic::new(file.clone(), RATE, 1);
     let mut registry = Registry::new();
-    registry.register(slow_kind(Duration::from_millis(45)));
+    registry
+        .register(slow_kind(Duration::from_millis(45)))
+        .expect("new kind");
     let yaml = "
 nodes:
   mic: { node: test.mic, with: { rate: 48000, channels: 1, frame_ms: 20 } }
@@ -256,7 +272,9 @@ fn stalled_capture_thread_overruns_the_ring_and_counts_every_lost_sample() {
     let file = signal(frames, 1);
     let mic = VirtualMic::new(file.clone(), RATE, 1).block_frames(240);
     let mut registry = Registry::new();
-    registry.register(slow_kind(Duration::from_millis(30)));
+    registry
+        .register(slow_kind(Duration::from_millis(30)))
+        .expect("new kind");
     // A blocking one-slot edge holds the capture thread back; the 30 ms ring overflows.
     let yaml = "
 nodes:
@@ -350,13 +368,37 @@ fn default_host_without_sound_card_fails_at_open_not_panics() {
         return;
     }
     let mut node = CaptureNode::new(CaptureConfig::default());
-    let err = node.open().expect_err("no sound card");
+    let err = node.open_device().expect_err("no sound card");
     let text = err.to_string();
     assert!(
         text.contains("no audio input device is available"),
         "{text}"
     );
     assert!(text.contains("weir run GRAPH --input FILE.wav"), "{text}");
+    // The same through the runtime: the graph fails at open, naming the node.
+    let mut registry = Registry::new();
+    weir_live::register(&mut registry).expect("new kinds");
+    let (sink, _rx) = channel_sink("test.audio_out", AudioFrame::PORT, 16);
+    registry.register(sink).expect("new kind");
+    let yaml = "
+nodes:
+  mic: { node: audio.capture }
+  out: { node: test.audio_out, in: { in: mic.audio } }
+";
+    let plan = Loader::new(&registry)
+        .load_str(Path::new("mic.yaml"), yaml)
+        .expect("valid graph");
+    let err = Graph::build(plan, &registry)
+        .expect("graph builds")
+        .run()
+        .expect_err("no sound card");
+    assert!(matches!(err, RunError::Open { .. }), "{err}");
+    assert_eq!(err.node(), "mic");
+    assert!(
+        err.to_string()
+            .contains("no audio input device is available"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -385,9 +427,9 @@ fn playback_plays_every_sample_in_order() {
     let speaker = VirtualSpeaker::new(RATE, 2);
     let (kind, counters) = playback::kind_with_device("test.speaker", speaker.device());
     let mut registry = Registry::new();
-    registry.register(kind);
-    let (source, tx) = weir_engine::channel_source("test.audio_in", PortType::Audio);
-    registry.register(source);
+    registry.register(kind).expect("new kind");
+    let (source, tx) = weir_engine::channel_source("test.audio_in", AudioFrame::PORT, 64);
+    registry.register(source).expect("new kind");
     let yaml = "
 nodes:
   src: { node: test.audio_in }
@@ -399,14 +441,13 @@ nodes:
     let running = Graph::build(plan, &registry).unwrap().start().unwrap();
     let mono = signal(RATE as usize / 2, 1);
     for (i, chunk) in mono.chunks(960).enumerate() {
-        let frame = weir_engine::AudioFrame {
+        let frame = AudioFrame {
             rate: RATE,
             channels: 1,
             start_sample: (i * 960) as u64,
             samples: chunk.into(),
         };
-        tx.send(Packet::new(frame.timestamp(), Payload::Audio(frame)))
-            .unwrap();
+        tx.send(Packet::new(frame.timestamp(), frame)).unwrap();
     }
     drop(tx);
     running.wait().expect("playback runs");
@@ -421,4 +462,224 @@ nodes:
         .underrun_frames
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(under, 0, "the ring never ran dry while audio was coming");
+}
+
+/// How long the tone source stays after the interrupt, so the speaker records the silence.
+const SILENCE_WINDOW: Duration = Duration::from_millis(600);
+
+/// A text-to-speech stand-in: sends `frames` 20 ms frames of a tone as fast as the graph
+/// takes them, then waits for more work. After an interrupt it drops the rest of the tone,
+/// stays for [`SILENCE_WINDOW`] and ends.
+struct Tone {
+    audio: Output<AudioFrame>,
+    frames: u64,
+    next: u64,
+    cut: Option<Timestamp>,
+    /// Samples sent before the interrupt.
+    sent: Arc<AtomicU64>,
+}
+
+const TONE_FRAME: usize = 960;
+
+/// Never silent: 0.2 ± 0.1.
+fn tone_sample(i: u64) -> f32 {
+    0.2 + 0.1 * (std::f32::consts::TAU * 440.0 * i as f32 / RATE as f32).sin()
+}
+
+impl Source for Tone {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
+        if let Some(at) = self.cut {
+            ctx.sleep_until(at.saturating_add(SILENCE_WINDOW));
+            return Ok(Flow::Done);
+        }
+        if self.next == self.frames {
+            // All sent: wait (until interrupted or stopped) like a TTS between answers.
+            ctx.sleep_until(Timestamp::MAX);
+            return Ok(Flow::Continue);
+        }
+        let start = self.next * TONE_FRAME as u64;
+        let samples: Vec<f32> = (start..start + TONE_FRAME as u64)
+            .map(tone_sample)
+            .collect();
+        let frame = AudioFrame {
+            rate: RATE,
+            channels: 1,
+            start_sample: start,
+            samples: samples.into(),
+        };
+        ctx.send(self.audio, frame.timestamp(), frame)?;
+        if !ctx.cancelled() {
+            self.sent.fetch_add(TONE_FRAME as u64, Relaxed);
+        }
+        self.next += 1;
+        Ok(Flow::Continue)
+    }
+
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        self.cut = Some(ctx.now());
+        Ok(())
+    }
+}
+
+/// Barge-in: one `speech_start` event at graph time `at`.
+struct Barge {
+    event: Output<Event>,
+    at: Timestamp,
+}
+
+impl Source for Barge {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
+        if ctx.sleep_until(self.at) {
+            let now = ctx.now();
+            ctx.send(
+                self.event,
+                now,
+                Event::new("speech_start", serde_json::json!({})),
+            )?;
+        }
+        Ok(Flow::Done)
+    }
+}
+
+#[test]
+fn interrupt_silences_playback_at_once_and_discards_the_queued_audio() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tone_seconds = 5;
+    let barge_at = Duration::from_millis(500);
+    let speaker = VirtualSpeaker::new(RATE, 1);
+    let (kind, counters) = playback::kind_with_device("test.speaker", speaker.device());
+    let mut registry = Registry::new();
+    registry.register(kind).expect("new kind");
+    let sent = Arc::new(AtomicU64::new(0));
+    let shared = sent.clone();
+    let frames = (tone_seconds * RATE as usize / TONE_FRAME) as u64;
+    registry
+        .register(NodeKind::source(
+            "test.tone",
+            "a long tone, sent ahead of the speaker",
+            |p| p.output::<AudioFrame>("audio", "tone"),
+            move |_: NoConfig, audio| {
+                Ok(Tone {
+                    audio,
+                    frames,
+                    next: 0,
+                    cut: None,
+                    sent: shared.clone(),
+                })
+            },
+        ))
+        .expect("new kind");
+    registry
+        .register(NodeKind::source(
+            "test.barge",
+            "one interrupt",
+            |p| p.output::<Event>("event", "speech_start"),
+            move |_: NoConfig, event| {
+                Ok(Barge {
+                    event,
+                    at: Timestamp::from_duration(barge_at),
+                })
+            },
+        ))
+        .expect("new kind");
+    // The whole tone fits in the edge queue: without the interrupt, all of it would play.
+    // The speaker's own ring holds a second of it.
+    let yaml = "
+nodes:
+  barge: { node: test.barge }
+  tone: { node: test.tone, interrupt: barge.event }
+  spk:
+    node: test.speaker
+    in: { audio: tone.audio }
+    queue: { size: 300 }
+    with: { rate: 48000, channels: 1, buffer_ms: 1000 }
+";
+    let plan = Loader::new(&registry)
+        .load_str(Path::new("barge.yaml"), yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = Graph::build(plan, &registry)
+        .expect("graph builds")
+        .start()
+        .expect("graph starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running.is_finished() {
+        if Instant::now() > deadline {
+            running.stop_handle().stop();
+            panic!("the graph did not end after the interrupt");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = running.wait().expect("graph runs");
+
+    let sent = sent.load(Relaxed) as usize;
+    assert_eq!(
+        sent,
+        tone_seconds * RATE as usize,
+        "the whole tone was sent"
+    );
+    let recorded = speaker.recorded();
+    let first = recorded
+        .iter()
+        .position(|&s| s != 0.0)
+        .expect("the tone played");
+    let last = recorded
+        .iter()
+        .rposition(|&s| s != 0.0)
+        .expect("the tone played");
+    let played = last + 1 - first;
+    let rate = RATE as usize;
+    eprintln!(
+        "sent {sent} samples, played {played} ({:.3} s), then {} samples of silence; \
+         flushed {} frames in {} flush(es)",
+        played as f64 / RATE as f64,
+        recorded.len() - (last + 1),
+        counters.flushed_frames.load(Relaxed),
+        counters.flushes.load(Relaxed),
+    );
+    // What played is the tone, without a hole, up to the interrupt and no further.
+    assert!(
+        recorded[first..=last].iter().all(|&s| s != 0.0),
+        "the tone played without gaps and never resumed after going silent"
+    );
+    assert_eq!(
+        recorded[first],
+        tone_sample(0),
+        "the tone plays from its start"
+    );
+    assert!(
+        played >= rate * 3 / 10,
+        "about the half second before the interrupt played: {played}"
+    );
+    // Without the flush the speaker would have played the 1 s ring after the interrupt.
+    assert!(
+        played <= rate * 8 / 10,
+        "the speaker went silent within 300 ms of the interrupt (half a second), \
+         played {played} samples"
+    );
+    assert!(
+        played * 4 < sent,
+        "far less played ({played}) than sent ({sent})"
+    );
+    let silent_after = recorded.len() - (last + 1);
+    assert!(
+        silent_after >= rate * 3 / 10,
+        "the speaker stayed silent after the flush: {silent_after} samples"
+    );
+    // The ring was about full (a second) when it was cleared: counted, not played.
+    let flushed = counters.flushed_frames.load(Relaxed) as usize;
+    assert!(flushed >= rate / 2, "flushed {flushed} frames");
+    assert_eq!(counters.flushes.load(Relaxed), 1);
+    assert!(played + flushed <= sent);
+    assert_eq!(
+        counters.underrun_frames.load(Relaxed),
+        0,
+        "silence after a flush is not an underrun"
+    );
+    // The tone still queued on the edge was discarded by the runtime, not played.
+    let edge = report
+        .edge_to("spk.audio")
+        .or_else(|| report.edges.iter().find(|e| e.to.starts_with("spk")));
+    let edge = edge.expect("tone -> spk edge");
+    assert!(edge.flushed > 0, "{edge:?}");
+    assert_eq!(report.node("spk").map(|n| n.interrupts), Some(1));
 }

@@ -7,11 +7,11 @@ pub mod runtime;
 pub mod vad;
 pub mod whisper;
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
-/// Registers the model node kinds.
-pub fn register(registry: &mut Registry) {
-    vad::register(registry);
-    whisper::register(registry);
-    llm::register(registry);
+/// Registers the model node kinds: `speech.vad`, `speech.whisper`, `llm.chat`.
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    vad::register(registry)?;
+    whisper::register(registry)?;
+    llm::register(registry)
 }

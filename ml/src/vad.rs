@@ -9,8 +9,10 @@
 //! Options: `model` (path, default `models/silero_vad_16k.onnx`, fetched by
 //! `bash tools/models/silero_vad.sh`), `threshold` (speech probability, 0.5), and the
 //! segment options shared with `speech.energy_vad`: `min_speech_ms` (250), `min_silence_ms`
-//! (300), `padding_ms` (100), `max_segment_s` (30). Outputs `segment` (speech segments with
-//! their samples) and `events` (`speech_start` / `speech_end`).
+//! (300), `padding_ms` (100), `max_segment_s` (30). Outputs (shared with `speech.energy_vad`,
+//! see [`SegmentPorts`]): `segment` (speech segments with their samples), `events`
+//! (`speech_start` / `speech_end`) and `speech_start` (the `speech_start` events alone, to
+//! interrupt the nodes that answer: `interrupt: vad.speech_start`).
 //!
 //! The model (`silero_vad_openvino_16k.onnx`) takes 512 new samples per call, preceded by the
 //! last 64 samples of the previous call, and carries a recurrent state `[2, 1, 128]`.
@@ -26,13 +28,17 @@
 
 use std::path::PathBuf;
 
+use serde::Deserialize;
 use tract_onnx::prelude::*;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload, PortSpec,
-    PortType, Registry,
+    Config, Context, DuplicateKind, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType,
+    Ports, Processor, Registry,
 };
+use weir_media::AudioFrame;
 use weir_nodes::audio::resample::downmix;
-use weir_nodes::speech::energy_vad::{segment_options, segmenter_config, send_segment_events};
+use weir_nodes::speech::energy_vad::{
+    segment_options, send_segment_events, SegmentOptions, SegmentPorts,
+};
 use weir_nodes::speech::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 
 use crate::runtime::{f32_values, Model, ModelError, ModelOptions};
@@ -58,48 +64,78 @@ const REFINE_MAX: usize = 6 * REFINE_WINDOW;
 const REFINE_MARGIN_DB: f32 = 10.0;
 
 /// Registers `speech.vad`.
-pub fn register(registry: &mut Registry) {
-    registry.register(kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(kind())
+}
+
+/// Options of `speech.vad`.
+///
+/// Not `deny_unknown_fields`: serde does not support it with `flatten`; the engine validates
+/// option names against [`VadConfig::options`] before this struct is built.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct VadConfig {
+    /// Silero VAD v6 ONNX file.
+    pub model: PathBuf,
+    /// Speech probability that starts speech.
+    pub threshold: f64,
+    /// The segment-shaping options shared with `speech.energy_vad`.
+    #[serde(flatten)]
+    pub segment: SegmentOptions,
+}
+
+impl Config for VadConfig {
+    fn options() -> Vec<OptionSpec> {
+        let mut options = vec![
+            OptionSpec::with_default(
+                "model",
+                OptionType::Path,
+                DEFAULT_MODEL,
+                "Silero VAD v6 ONNX file (silero_vad_openvino_16k.onnx)",
+            ),
+            OptionSpec::with_default(
+                "threshold",
+                OptionType::Float,
+                0.5,
+                "speech probability that starts speech",
+            )
+            .range(0.01, 0.99),
+        ];
+        options.extend(segment_options());
+        options
+    }
+}
+
+/// The ports of `speech.vad`.
+pub struct VadPorts {
+    audio: Input<AudioFrame>,
+    out: SegmentPorts,
+}
+
+fn ports(p: &mut Ports) -> VadPorts {
+    VadPorts {
+        audio: p.input("audio", "16 kHz audio (down-mixed if multi-channel)"),
+        out: SegmentPorts::declare(p),
+    }
 }
 
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    let kind = NodeKind::new(
+    NodeKind::processor(
         "speech.vad",
         "Finds speech segments with the Silero VAD v6 model (16 kHz audio).",
-        |o| Ok(Box::new(VadNode::new(o)?)),
+        ports,
+        |c: VadConfig, ports| {
+            Ok(VadNode {
+                ports,
+                model_path: c.model,
+                threshold: c.threshold as f32,
+                config: c.segment.segmenter_config(RATE),
+                stream: None,
+                mono: Vec::new(),
+                events: Vec::new(),
+            })
+        },
     )
-    .input(PortSpec::new(
-        "audio",
-        PortType::Audio,
-        "16 kHz audio (down-mixed if multi-channel)",
-    ))
-    .output(PortSpec::new(
-        "segment",
-        PortType::Segment,
-        "speech segments with their samples",
-    ))
-    .output(PortSpec::new(
-        "events",
-        PortType::Event,
-        "speech_start / speech_end events",
-    ))
-    .option(OptionSpec::with_default(
-        "model",
-        OptionType::Path,
-        DEFAULT_MODEL,
-        "Silero VAD v6 ONNX file (silero_vad_openvino_16k.onnx)",
-    ))
-    .option(
-        OptionSpec::with_default(
-            "threshold",
-            OptionType::Float,
-            0.5,
-            "speech probability that starts speech",
-        )
-        .range(0.01, 0.99),
-    );
-    segment_options(kind)
 }
 
 /// One step of the model: the chunk's speech probability and the hysteresis decision.
@@ -350,6 +386,7 @@ impl NoiseFloor {
 
 /// The node adapter: checks the rate, down-mixes, forwards to [`VadStream`].
 struct VadNode {
+    ports: VadPorts,
     model_path: PathBuf,
     threshold: f32,
     config: SegmenterConfig,
@@ -358,45 +395,19 @@ struct VadNode {
     events: Vec<SegmentEvent>,
 }
 
-impl VadNode {
-    fn new(o: &Options) -> Result<Self, NodeError> {
-        Ok(VadNode {
-            model_path: PathBuf::from(o.str("model")?),
-            threshold: o.f64("threshold")? as f32,
-            config: segmenter_config(o, RATE)?,
-            stream: None,
-            mono: Vec::new(),
-            events: Vec::new(),
-        })
-    }
-
-    fn stream(&mut self) -> Result<&mut VadStream, NodeError> {
-        self.stream
-            .as_mut()
-            .ok_or_else(|| NodeError::new("speech.vad used before open"))
-    }
-}
-
 fn node_error(e: ModelError) -> NodeError {
     NodeError::with_source("Silero VAD", e)
 }
 
-impl Node for VadNode {
-    fn open(&mut self) -> Result<(), NodeError> {
+impl Processor for VadNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         let vad = SileroVad::load(&self.model_path, self.threshold).map_err(node_error)?;
         self.stream = Some(VadStream::new(vad, self.config));
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Audio(frame) = &packet.payload else {
-            return Ok(());
-        };
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let frame = self.ports.audio.expect(&input)?;
         if frame.rate != RATE {
             return Err(NodeError::new(format!(
                 "input audio is {} Hz, but the Silero VAD model takes {RATE} Hz only: put an \
@@ -405,20 +416,21 @@ impl Node for VadNode {
             )));
         }
         downmix(&frame.samples, usize::from(frame.channels), &mut self.mono);
-        let mono = std::mem::take(&mut self.mono);
-        let mut events = std::mem::take(&mut self.events);
-        let result = self.stream()?.push(&mono, &mut events);
-        self.mono = mono;
-        result.map_err(node_error)?;
-        send_segment_events(&mut events, RATE, out)?;
-        self.events = events;
-        Ok(())
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| NodeError::new("speech.vad used before open"))?;
+        stream
+            .push(&self.mono, &mut self.events)
+            .map_err(node_error)?;
+        send_segment_events(ctx, self.ports.out, &mut self.events, RATE)
     }
 
-    fn close(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
-        let mut events = std::mem::take(&mut self.events);
-        self.stream()?.finish(&mut events).map_err(node_error)?;
-        send_segment_events(&mut events, RATE, out)
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.finish(&mut self.events).map_err(node_error)?;
+        }
+        send_segment_events(ctx, self.ports.out, &mut self.events, RATE)
     }
 }
 

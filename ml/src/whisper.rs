@@ -25,17 +25,25 @@
 //! 3. the text is the UTF-8 of the token bytes of `tokens.txt`.
 //!
 //! Segments longer than 30 s are cut into equal pieces of at most 30 s, transcribed one after
-//! the other and joined.
+//! the other and joined (a segment of any length gives one [`Text`]).
+//!
+//! The node never ends a run because of one segment: a segment at another rate than 16 kHz,
+//! with non-finite samples, or whose transcription fails is skipped with a warning, and the
+//! next one is transcribed. After an interrupt ([`Context::cancelled`], checked before the
+//! encoder, between 30 s pieces and between decoder steps) the segment in progress is dropped
+//! without output.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tract_onnx::prelude::*;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload, PortSpec,
-    PortType, Registry, Text,
+    Config, Context, DuplicateKind, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType,
+    Output, Ports, Processor, Registry,
 };
+use weir_media::{SpeechSegment, Text};
 
 use crate::runtime::{f32_values, Model, ModelError, ModelOptions};
 
@@ -129,6 +137,9 @@ pub struct Transcript {
     pub tokens: Vec<u32>,
     /// True if decoding stopped on a repetition loop or a token limit, not `<|endoftext|>`.
     pub truncated: bool,
+    /// True if the caller's `stop` check ended the work early (see
+    /// [`Transcriber::transcribe_until`]): the text is partial.
+    pub stopped: bool,
     /// Time spent.
     pub timings: Timings,
 }
@@ -200,11 +211,26 @@ impl Transcriber {
 
     /// Transcribes 16 kHz mono audio of any length (pieces of at most 30 s).
     pub fn transcribe(&self, samples: &[f32]) -> Result<Transcript, WhisperError> {
+        self.transcribe_until(samples, &mut || false)
+    }
+
+    /// [`Transcriber::transcribe`] that calls `stop` before each 30 s piece and between
+    /// decoder steps; when it returns true, the work ends at once and the result is flagged
+    /// [`Transcript::stopped`] (its text is what was decoded so far).
+    pub fn transcribe_until(
+        &self,
+        samples: &[f32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Transcript, WhisperError> {
         let pieces = samples.len().div_ceil(MAX_WINDOW).max(1);
         let piece_len = samples.len().div_ceil(pieces).div_ceil(WINDOW_STEP) * WINDOW_STEP;
         let mut all = Transcript::default();
         for piece in samples.chunks(piece_len.max(WINDOW_STEP)) {
-            let t = self.transcribe_window(piece)?;
+            if stop() {
+                all.stopped = true;
+                break;
+            }
+            let t = self.transcribe_window(piece, stop)?;
             if !t.text.is_empty() {
                 if !all.text.is_empty() {
                     all.text.push(' ');
@@ -219,6 +245,10 @@ impl Transcriber {
             a.decoder += b.decoder;
             a.decoder_calls += b.decoder_calls;
             a.window_samples += b.window_samples;
+            if t.stopped {
+                all.stopped = true;
+                break;
+            }
         }
         Ok(all)
     }
@@ -248,6 +278,17 @@ impl Transcriber {
     /// Greedy decoding against the cross-attention tensors from [`Transcriber::encode`];
     /// `budget` caps the generated tokens.
     pub fn decode(&self, cross: &[TValue], budget: usize) -> Result<Transcript, WhisperError> {
+        self.decode_until(cross, budget, &mut || false)
+    }
+
+    /// [`Transcriber::decode`] that calls `stop` before every decoder step and ends, flagged
+    /// [`Transcript::stopped`], when it returns true.
+    pub fn decode_until(
+        &self,
+        cross: &[TValue],
+        budget: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Transcript, WhisperError> {
         let started = Instant::now();
         let empty = TValue::from(Tensor::zero::<f32>(&[1, HEADS, 0, HEAD_DIM]).expect("static"));
         let mut past: Vec<TValue> = vec![empty; 2 * LAYERS];
@@ -255,7 +296,12 @@ impl Transcriber {
         let mut generated: Vec<u32> = Vec::new();
         let mut calls = 0;
         let mut truncated = true;
+        let mut stopped = false;
         while generated.len() < budget {
+            if stop() {
+                stopped = true;
+                break;
+            }
             let tokens = Tensor::from_shape(&[1, input.len()], &input).expect("shape matches");
             let mut inputs: TVec<TValue> = tvec![tokens.into()];
             inputs.extend(past.drain(..));
@@ -284,6 +330,7 @@ impl Transcriber {
             text: self.text(&generated),
             tokens: generated,
             truncated,
+            stopped,
             timings: Timings {
                 decoder: started.elapsed(),
                 decoder_calls: calls,
@@ -304,11 +351,15 @@ impl Transcriber {
         String::from_utf8_lossy(&bytes).trim().to_string()
     }
 
-    fn transcribe_window(&self, samples: &[f32]) -> Result<Transcript, WhisperError> {
+    fn transcribe_window(
+        &self,
+        samples: &[f32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Transcript, WhisperError> {
         let encoded = self.encode(samples, window_len(samples.len()))?;
         let seconds = samples.len() as f64 / f64::from(RATE);
         let budget = self.max_tokens.min((8.0 * seconds).ceil() as usize + 10);
-        let mut t = self.decode(&encoded.cross, budget)?;
+        let mut t = self.decode_until(&encoded.cross, budget, stop)?;
         t.timings.encoder = encoded.encoder;
         t.timings.cross_kv = encoded.cross_kv;
         t.timings.window_samples = encoded.window;
@@ -389,104 +440,149 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Registers `speech.whisper`.
-pub fn register(registry: &mut Registry) {
-    registry.register(kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(kind())
+}
+
+/// Options of `speech.whisper`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhisperConfig {
+    /// Directory with `encoder.onnx`, `cross_kv.onnx`, `decoder.onnx` and `tokens.txt`.
+    pub model_dir: PathBuf,
+    /// Most tokens generated per 30 s of audio.
+    pub max_tokens: usize,
+    /// tract threads per model call.
+    pub threads: usize,
+}
+
+impl Config for WhisperConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default(
+                "model_dir",
+                OptionType::Path,
+                DEFAULT_MODEL_DIR,
+                "directory with encoder.onnx, cross_kv.onnx, decoder.onnx, tokens.txt",
+            ),
+            OptionSpec::with_default(
+                "max_tokens",
+                OptionType::Int,
+                MAX_TOKENS as u64,
+                "most tokens generated per 30 s of audio",
+            )
+            .range(1.0, MAX_TOKENS as f64),
+            OptionSpec::with_default(
+                "threads",
+                OptionType::Int,
+                1,
+                "tract threads per model call",
+            )
+            .range(1.0, 64.0),
+        ]
+    }
+}
+
+/// The ports of `speech.whisper`.
+pub struct WhisperPorts {
+    segment: Input<SpeechSegment>,
+    text: Output<Text>,
+}
+
+fn ports(p: &mut Ports) -> WhisperPorts {
+    WhisperPorts {
+        segment: p.input("segment", "16 kHz mono speech segments"),
+        text: p.output("text", "the transcript of each segment, spanning it"),
+    }
 }
 
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    NodeKind::new(
+    NodeKind::processor(
         "speech.whisper",
         "Transcribes speech segments with Whisper tiny.en (English).",
-        |o| Ok(Box::new(WhisperNode::new(o)?)),
-    )
-    .input(PortSpec::new(
-        "segment",
-        PortType::Segment,
-        "16 kHz mono speech segments",
-    ))
-    .output(PortSpec::new(
-        "text",
-        PortType::Text,
-        "the transcript of each segment, spanning it",
-    ))
-    .option(OptionSpec::with_default(
-        "model_dir",
-        OptionType::Path,
-        DEFAULT_MODEL_DIR,
-        "directory with encoder.onnx, cross_kv.onnx, decoder.onnx, tokens.txt",
-    ))
-    .option(
-        OptionSpec::with_default(
-            "max_tokens",
-            OptionType::Int,
-            MAX_TOKENS as u64,
-            "most tokens generated per 30 s of audio",
-        )
-        .range(1.0, MAX_TOKENS as f64),
-    )
-    .option(
-        OptionSpec::with_default(
-            "threads",
-            OptionType::Int,
-            1,
-            "tract threads per model call",
-        )
-        .range(1.0, 64.0),
+        ports,
+        |c: WhisperConfig, ports| {
+            Ok(WhisperNode {
+                ports,
+                model_dir: c.model_dir,
+                options: TranscriberOptions {
+                    max_tokens: c.max_tokens,
+                    threads: c.threads,
+                },
+                transcriber: None,
+            })
+        },
     )
 }
 
 /// The node adapter over [`Transcriber`].
 struct WhisperNode {
+    ports: WhisperPorts,
     model_dir: PathBuf,
     options: TranscriberOptions,
     transcriber: Option<Transcriber>,
 }
 
-impl WhisperNode {
-    fn new(o: &Options) -> Result<Self, NodeError> {
-        Ok(WhisperNode {
-            model_dir: PathBuf::from(o.str("model_dir")?),
-            options: TranscriberOptions {
-                max_tokens: o.u64("max_tokens")? as usize,
-                threads: o.u64("threads")? as usize,
-            },
-            transcriber: None,
-        })
+/// Why a segment cannot be transcribed (the node skips it), or `None` if it can.
+fn unusable(seg: &SpeechSegment) -> Option<String> {
+    if seg.rate != RATE {
+        return Some(format!(
+            "segment is {} Hz, but Whisper takes {RATE} Hz only: resample the audio to {RATE} \
+             Hz (`audio.resample` with `rate: {RATE}`) before the VAD",
+            seg.rate
+        ));
     }
+    let bad = seg.samples.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Some(format!(
+            "segment has {bad} non-finite samples out of {}",
+            seg.samples.len()
+        ));
+    }
+    None
 }
 
-impl Node for WhisperNode {
-    fn open(&mut self) -> Result<(), NodeError> {
+impl Processor for WhisperNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         let t = Transcriber::load(&self.model_dir, &self.options)
             .map_err(|e| NodeError::with_source("Whisper", e))?;
         self.transcriber = Some(t);
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Segment(seg) = &packet.payload else {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let seg = self.ports.segment.expect(&input)?;
+        if let Some(why) = unusable(seg) {
+            tracing::warn!(start = %seg.start(), end = %seg.end(), "{why}: segment skipped");
             return Ok(());
-        };
-        if seg.rate != RATE {
-            return Err(NodeError::new(format!(
-                "segment is {} Hz, but Whisper takes {RATE} Hz only: resample the audio to \
-                 {RATE} Hz (`audio.resample` with `rate: {RATE}`) before the VAD",
-                seg.rate
-            )));
+        }
+        if seg.samples.is_empty() || ctx.cancelled() {
+            return Ok(());
         }
         let transcriber = self
             .transcriber
             .as_ref()
             .ok_or_else(|| NodeError::new("speech.whisper used before open"))?;
-        let t = transcriber
-            .transcribe(&seg.samples)
-            .map_err(|e| NodeError::with_source("Whisper", e))?;
+        let t = match transcriber.transcribe_until(&seg.samples, &mut || ctx.cancelled()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(
+                    start = %seg.start(),
+                    end = %seg.end(),
+                    "cannot transcribe segment: {e}; segment skipped"
+                );
+                return Ok(());
+            }
+        };
+        if t.stopped {
+            tracing::debug!(
+                start = %seg.start(),
+                tokens = t.tokens.len(),
+                "transcription interrupted: segment dropped"
+            );
+            return Ok(());
+        }
         tracing::debug!(
             start = %seg.start(),
             tokens = t.tokens.len(),
@@ -503,7 +599,7 @@ impl Node for WhisperNode {
             start: seg.start(),
             end: seg.end(),
         };
-        out.send(0, Packet::new(seg.start(), Payload::Text(text)))
+        ctx.send(self.ports.text, seg.start(), text)
     }
 }
 

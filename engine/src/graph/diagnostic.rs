@@ -38,6 +38,9 @@ pub struct Diagnostic {
     pub expected: Option<String>,
     /// A suggestion, e.g. "did you mean `audio.resample`?".
     pub help: Option<String>,
+    /// Set when the problem is in a command-line override (`--set node.option=value`), which
+    /// is shown instead of a file position.
+    pub command_line: Option<String>,
 }
 
 impl Diagnostic {
@@ -49,7 +52,14 @@ impl Diagnostic {
             message: message.into(),
             expected: None,
             help: None,
+            command_line: None,
         }
+    }
+
+    /// Marks the problem as coming from the command-line argument `arg`.
+    pub fn from_command_line(mut self, arg: impl Into<String>) -> Self {
+        self.command_line = Some(arg.into());
+        self
     }
 
     /// Names the node.
@@ -103,7 +113,9 @@ impl fmt::Display for GraphFileError {
         for d in &self.diagnostics {
             writeln!(f, "error: {}", d.message)?;
             let file = self.file.display();
-            if d.pos.line == 0 {
+            if let Some(arg) = &d.command_line {
+                writeln!(f, "  --> command line: {arg}")?;
+            } else if d.pos.line == 0 {
                 writeln!(f, "  --> {file}")?;
             } else {
                 writeln!(f, "  --> {file}:{}:{}", d.pos.line, d.pos.column)?;
@@ -123,7 +135,7 @@ impl fmt::Display for GraphFileError {
             if let Some(e) = &d.expected {
                 writeln!(f, "   = expected: {e}")?;
             }
-            if d.pos.line == 0 {
+            if d.pos.line == 0 || d.command_line.is_some() {
                 if let Some(h) = &d.help {
                     writeln!(f, "   = help: {h}")?;
                 }

@@ -101,11 +101,14 @@ pub(crate) struct RawNode {
     pub inputs: Pairs<SpannedStr, SpannedStr>,
     pub with: Pairs<SpannedStr, Spanned<Value>>,
     pub queue: Option<Spanned<RawQueue>>,
+    pub interrupt: Option<SpannedStr>,
+    pub merge_wait_ms: Option<Spanned<f64>>,
     pub unknown: Vec<SpannedStr>,
 }
 
-lenient_struct!(RawNode, "a node: a mapping with `node`, `in`, `with`, `queue`", {
+lenient_struct!(RawNode, "a node: a mapping with `node`, `in`, `with`, `queue`, `interrupt`", {
     "node" => node, "in" => inputs, "with" => with, "queue" => queue,
+    "interrupt" => interrupt, "merge_wait_ms" => merge_wait_ms,
 });
 
 /// Queue settings: under `defaults:` (`queue` is the size there) or a node's `queue:`.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use petgraph::graph::DiGraph;
 use serde_json::Value;
@@ -30,6 +31,12 @@ const FIELD_ALIASES: &[(&str, &str)] = &[
     ("type", "node"),
 ];
 
+/// How long a node with several inputs waits for a silent one, by default.
+pub const DEFAULT_MERGE_WAIT: Duration = Duration::from_millis(100);
+
+/// The longest `merge_wait_ms` a graph may set.
+pub const MAX_MERGE_WAIT_MS: f64 = 60_000.0;
+
 /// A validated node: its kind and its options with defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanNode {
@@ -39,6 +46,23 @@ pub struct PlanNode {
     pub kind: String,
     /// Validated options.
     pub options: Options,
+    /// With several inputs: how long (graph time) to wait for a silent input before
+    /// handing over the earliest packet that is there.
+    pub merge_wait: Duration,
+}
+
+/// A validated interrupt: every packet on the trigger port interrupts the target node and
+/// everything downstream of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanInterrupt {
+    /// Index of the node whose output triggers the interrupt.
+    pub trigger_node: usize,
+    /// Its output port index.
+    pub trigger_port: usize,
+    /// Index of the interrupted node.
+    pub target: usize,
+    /// `node.port` of the trigger, for reports.
+    pub label: String,
 }
 
 /// A validated edge from an output port to an input port (ports by index).
@@ -71,6 +95,47 @@ pub struct GraphPlan {
     pub nodes: Vec<PlanNode>,
     /// Edges in file order.
     pub edges: Vec<PlanEdge>,
+    /// Interrupts in file order.
+    pub interrupts: Vec<PlanInterrupt>,
+}
+
+impl GraphPlan {
+    /// The nodes in a topological order (producers before consumers).
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut g = DiGraph::<usize, ()>::new();
+        let ids: Vec<_> = (0..self.nodes.len()).map(|i| g.add_node(i)).collect();
+        for e in &self.edges {
+            g.add_edge(ids[e.from_node], ids[e.to_node], ());
+        }
+        match petgraph::algo::toposort(&g, None) {
+            Ok(order) => order.into_iter().map(|n| g[n]).collect(),
+            Err(_) => (0..self.nodes.len()).collect(),
+        }
+    }
+
+    /// Node `node` and every node downstream of it, in topological order.
+    pub fn downstream_of(&self, node: usize) -> Vec<usize> {
+        let mut reached = vec![false; self.nodes.len()];
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut reached[n], true) {
+                continue;
+            }
+            stack.extend(self.edges.iter().filter(|e| e.from_node == n).map(|e| e.to_node));
+        }
+        self.topological_order()
+            .into_iter()
+            .filter(|&n| reached[n])
+            .collect()
+    }
+
+    /// For each interrupt, the nodes it reaches, in topological order.
+    pub fn interrupt_regions(&self) -> Vec<Vec<usize>> {
+        self.interrupts
+            .iter()
+            .map(|i| self.downstream_of(i.target))
+            .collect()
+    }
 }
 
 fn pos_of<T>(s: &Spanned<T>, len: usize) -> Pos {
@@ -83,6 +148,8 @@ fn str_pos(s: &SpannedStr) -> Pos {
 
 struct Validator<'a> {
     swaps: &'a [KindSwap],
+    /// `(node, option, argument)` of every `--set` override, to report them as such.
+    from_cli: Vec<(String, String, String)>,
     registry: &'a Registry,
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
@@ -130,6 +197,7 @@ impl<'a> Validator<'a> {
             description: raw.description.clone().unwrap_or_default(),
             nodes: Vec::new(),
             edges: Vec::new(),
+            interrupts: Vec::new(),
         };
         let Some(nodes) = raw.nodes else {
             self.report(
@@ -140,15 +208,19 @@ impl<'a> Validator<'a> {
         };
         let pending = self.nodes(nodes.value.0, overrides);
         self.edges(&pending, defaults, &mut plan);
-        self.cycles(&pending, &plan);
+        let cyclic = self.cycles(&pending, &plan);
         plan.nodes = pending
-            .into_iter()
+            .iter()
             .map(|p| PlanNode {
-                name: p.name.value,
+                name: p.name.value.clone(),
                 kind: p.kind.map(|k| k.name.to_string()).unwrap_or_default(),
-                options: p.options,
+                options: p.options.clone(),
+                merge_wait: self.merge_wait(p),
             })
             .collect();
+        if !cyclic {
+            self.interrupts(&pending, &mut plan);
+        }
         plan
     }
 
@@ -213,14 +285,18 @@ impl<'a> Validator<'a> {
             let Some(p) = out.iter_mut().find(|p| p.name.value == o.node) else {
                 let names: Vec<&str> = seen.keys().map(String::as_str).collect();
                 self.report(
-                    Diagnostic::new(
-                        Pos::default(),
-                        format!("--set {}.{}: no node named `{}`", o.node, o.option, o.node),
-                    )
-                    .suggest(&o.node, names),
+                    Diagnostic::new(Pos::default(), format!("no node named `{}`", o.node))
+                        .from_command_line(format!("--set {}.{}={}", o.node, o.option, o.value))
+                        .expected("`--set NODE.OPTION=VALUE` with a node of the graph")
+                        .suggest(&o.node, names),
                 );
                 continue;
             };
+            self.from_cli.push((
+                o.node.clone(),
+                o.option.clone(),
+                format!("--set {}.{}={}", o.node, o.option, o.value),
+            ));
             let loc = p.name.referenced;
             let key = Spanned::new(o.option.clone(), loc, loc);
             let value = Spanned::new(o.value.clone(), loc, loc);
@@ -270,6 +346,15 @@ impl<'a> Validator<'a> {
         let mut options = Options::default();
         let mut seen = Vec::new();
         for (key, value) in &raw.with.0 {
+            let cli = self
+                .from_cli
+                .iter()
+                .find(|(n, o, _)| n == node && *o == key.value)
+                .map(|(_, _, arg)| arg.clone());
+            let mark = |d: Diagnostic| match &cli {
+                Some(arg) => d.from_command_line(arg.clone()),
+                None => d,
+            };
             let Some(spec) = kind.option_spec(&key.value) else {
                 let names: Vec<&str> = kind.options.iter().map(|o| o.name).collect();
                 let expected = if names.is_empty() {
@@ -277,7 +362,7 @@ impl<'a> Validator<'a> {
                 } else {
                     format!("one of {}", names.join(", "))
                 };
-                self.report(
+                self.report(mark(
                     Diagnostic::new(
                         str_pos(key),
                         format!("unknown option `{}` for {}", key.value, kind.name),
@@ -285,21 +370,21 @@ impl<'a> Validator<'a> {
                     .node(node)
                     .expected(expected)
                     .suggest(&key.value, names),
-                );
+                ));
                 continue;
             };
             if seen.contains(&key.value) {
-                self.report(
+                self.report(mark(
                     Diagnostic::new(str_pos(key), format!("option `{}` is set twice", key.value))
                         .node(node),
-                );
+                ));
                 continue;
             }
             seen.push(key.value.clone());
             let v = match self.expand_env(&value.value) {
                 Ok(v) => v,
                 Err(var) => {
-                    self.report(
+                    self.report(mark(
                         Diagnostic::new(
                             pos_of(value, 1),
                             format!("environment variable `{var}` is not set"),
@@ -308,7 +393,7 @@ impl<'a> Validator<'a> {
                         .expected(format!(
                             "`{var}` in the environment, or `${{{var}:-default}}`"
                         )),
-                    );
+                    ));
                     continue;
                 }
             };
@@ -328,7 +413,7 @@ impl<'a> Validator<'a> {
                     if let (OptionType::Choice(choices), Value::String(s)) = (&spec.ty, &v) {
                         d = d.suggest(s, choices.iter().copied());
                     }
-                    self.report(d);
+                    self.report(mark(d));
                 }
             }
         }
@@ -415,6 +500,14 @@ impl<'a> Validator<'a> {
                 self.report(with_node(
                     Diagnostic::new(pos_of(size, 1), "queue size 0 would deadlock the edge")
                         .expected("a size of at least 1"),
+                ));
+            } else if size.value > QueueConfig::MAX_SIZE {
+                self.report(with_node(
+                    Diagnostic::new(
+                        pos_of(size, size.value.to_string().len()),
+                        format!("queue size {} is too large", size.value),
+                    )
+                    .expected(format!("a size in 1..={} packets", QueueConfig::MAX_SIZE)),
                 ));
             } else {
                 cfg.size = size.value as usize;
@@ -593,7 +686,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn cycles(&mut self, nodes: &[Pending<'a>], plan: &GraphPlan) {
+    /// Reports cycles; true if there is one.
+    fn cycles(&mut self, nodes: &[Pending<'a>], plan: &GraphPlan) -> bool {
+        let mut found = false;
         let mut g = DiGraph::<usize, usize>::new();
         let ids: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
         for (e, edge) in plan.edges.iter().enumerate() {
@@ -604,6 +699,7 @@ impl<'a> Validator<'a> {
             if scc.len() < 2 && !self_loop {
                 continue;
             }
+            found = true;
             let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
             members.sort_unstable();
             // Report at the first edge (in file order) that closes the cycle.
@@ -632,6 +728,59 @@ impl<'a> Validator<'a> {
                     .node(&target.name.value)
                     .expected("a graph without cycles (data flows one way)"),
             );
+        }
+        found
+    }
+
+    fn merge_wait(&mut self, p: &Pending<'a>) -> Duration {
+        let Some(ms) = &p.raw.merge_wait_ms else {
+            return DEFAULT_MERGE_WAIT;
+        };
+        if !(0.0..=MAX_MERGE_WAIT_MS).contains(&ms.value) {
+            self.report(
+                Diagnostic::new(pos_of(ms, ms.value.to_string().len()), "invalid `merge_wait_ms`")
+                    .node(&p.name.value)
+                    .expected(format!(
+                        "milliseconds in 0..={MAX_MERGE_WAIT_MS}, found {}",
+                        ms.value
+                    )),
+            );
+            return DEFAULT_MERGE_WAIT;
+        }
+        Duration::from_secs_f64(ms.value / 1000.0)
+    }
+
+    /// Resolves `interrupt: node.port` entries into the plan.
+    fn interrupts(&mut self, nodes: &[Pending<'a>], plan: &mut GraphPlan) {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.value.as_str()).collect();
+        for (target, n) in nodes.iter().enumerate() {
+            let Some(trigger) = &n.raw.interrupt else {
+                continue;
+            };
+            let node = n.name.value.as_str();
+            let Some((from, port)) = self.source(nodes, &names, node, trigger) else {
+                continue;
+            };
+            let region = plan.downstream_of(target);
+            if region.contains(&from) {
+                let why = if from == target {
+                    "a node cannot interrupt itself".to_string()
+                } else {
+                    format!("`{}` is downstream of `{node}`, so it would be flushed by its own interrupt", names[from])
+                };
+                self.report(
+                    Diagnostic::new(str_pos(trigger), format!("`{}` cannot interrupt `{node}`: {why}", trigger.value))
+                        .node(node)
+                        .expected("an output of a node that is not downstream of this one, e.g. `vad.speech_start`"),
+                );
+                continue;
+            }
+            plan.interrupts.push(PlanInterrupt {
+                trigger_node: from,
+                trigger_port: port,
+                target,
+                label: trigger.value.clone(),
+            });
         }
     }
 }
@@ -674,6 +823,7 @@ pub(super) fn validate(
         env,
         swaps,
         diags: Vec::new(),
+        from_cli: Vec::new(),
     };
     let plan = v.graph(raw, path, overrides);
     v.diags

@@ -1,6 +1,13 @@
 //! The chat generation loop, usable without the engine: ChatML prompt, system-prompt prefix
 //! cache, streamed UTF-8-safe pieces, stop tokens, greedy or sampled decoding.
+//!
+//! [`ChatModel::generate_with`] reports its progress to a callback that may stop it: after
+//! each chunk of [`PREFILL_CHUNK`] prompt tokens and after every generated token, so the
+//! caller (the `llm.chat` node checking for an interrupt) is never more than one model call
+//! away from stopping. Prompts longer than [`MAX_PROMPT_CHARS`] characters, or whose tokens
+//! do not fit the model's positions, are refused before any model call.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -9,6 +16,14 @@ use tokenizers::Tokenizer;
 use super::model::{CacheForm, LanguageModel, LoadOptions, Session};
 use super::sampler::{Sampler, SamplerConfig};
 use super::LlmError;
+
+/// The longest user prompt, in characters (checked before tokenizing). At SmolLM2-135M's
+/// ~15 ms per prompt token on one core, 4096 characters (about 1000 tokens) are already
+/// ~15 s of prompt processing.
+pub const MAX_PROMPT_CHARS: usize = 4096;
+
+/// Prompt tokens run per model call; the progress callback runs between chunks.
+pub const PREFILL_CHUNK: usize = 64;
 
 /// The default system prompt.
 pub const DEFAULT_SYSTEM: &str =
@@ -72,12 +87,31 @@ pub enum StopReason {
     MaxTokens,
     /// The model's position limit was reached.
     ContextFull,
+    /// The caller's callback asked to stop (an interrupt): the answer is incomplete.
+    Stopped,
+}
+
+/// What [`ChatModel::generate_with`] reports while it works.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// `done` of the prompt's `total` tokens have run through the model; the answer has not
+    /// started. Reported after every chunk of [`PREFILL_CHUNK`] tokens, the last one included
+    /// (so right before the first generated token).
+    Prompt {
+        /// Prompt tokens run so far.
+        done: usize,
+        /// Prompt tokens to run.
+        total: usize,
+    },
+    /// A generated token.
+    Piece(Piece),
 }
 
 /// A finished answer with its timings.
 #[derive(Clone, Debug)]
 pub struct Answer {
-    /// Every generated token id, the end token included.
+    /// Every generated token id, the end token included (when stopped: the tokens generated
+    /// before the stop).
     pub ids: Vec<u32>,
     /// The answer text: exactly the concatenation of the pieces' texts.
     pub text: String,
@@ -380,37 +414,90 @@ impl ChatModel {
         user: &str,
         mut on_piece: impl FnMut(Piece) -> Result<(), E>,
     ) -> Result<Answer, E> {
+        self.generate_with(user, |progress| {
+            if let Progress::Piece(piece) = progress {
+                on_piece(piece)?;
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+    }
+
+    /// Checks a user prompt against [`MAX_PROMPT_CHARS`] and returns its ChatML ids; the
+    /// prompt (with the system prefix) must also leave at least one of the model's positions
+    /// free ([`LlmError::TooLong`]).
+    pub fn checked_user_ids(&self, user: &str) -> Result<Vec<u32>, LlmError> {
+        let user = user.trim();
+        let chars = user.chars().count();
+        if chars > MAX_PROMPT_CHARS {
+            return Err(LlmError::TooManyChars {
+                chars,
+                max: MAX_PROMPT_CHARS,
+            });
+        }
+        let user_ids = self.user_ids(user)?;
+        let tokens = self.prefix_ids.len() + user_ids.len();
+        if tokens >= self.max_positions {
+            return Err(LlmError::TooLong {
+                tokens,
+                max: self.max_positions,
+            });
+        }
+        Ok(user_ids)
+    }
+
+    /// Answers one user turn (no memory of earlier turns), reporting [`Progress`] to
+    /// `on_progress`: after every chunk of the prompt and for every generated token, as soon
+    /// as it is decoded. When `on_progress` returns [`ControlFlow::Break`], generation ends
+    /// before the next model call and the answer is [`StopReason::Stopped`]; an error from it
+    /// ends generation and is returned. A prompt that is too long ([`LlmError::TooManyChars`],
+    /// [`LlmError::TooLong`]) is refused before any model call.
+    pub fn generate_with<E: From<LlmError>>(
+        &mut self,
+        user: &str,
+        mut on_progress: impl FnMut(Progress) -> Result<ControlFlow<()>, E>,
+    ) -> Result<Answer, E> {
         let started = Instant::now();
-        let user_ids = self.user_ids(user.trim())?;
+        let user_ids = self.checked_user_ids(user)?;
         let mut session = match &self.prefix {
             Some(prefix) => prefix.clone(),
             None => self.prefix_session()?,
         };
-        let prompt_tokens = session.len() + user_ids.len();
-        if prompt_tokens >= self.max_positions {
-            return Err(LlmError::TooLong {
-                tokens: prompt_tokens,
-                max: self.max_positions,
-            }
-            .into());
-        }
         let prompt_tokens = if self.prefix.is_some() {
             user_ids.len()
         } else {
-            prompt_tokens
+            session.len() + user_ids.len()
         };
-        let mut logits = session.feed(&self.lm, &user_ids)?;
-        let prompt_time = started.elapsed();
+        let mut answer = Answer {
+            ids: Vec::new(),
+            text: String::new(),
+            stop: StopReason::Stopped,
+            prompt_tokens,
+            prompt_time: Duration::ZERO,
+            decode_time: Duration::ZERO,
+            decode_steps: 0,
+        };
+        let mut logits = Vec::new();
+        let mut done = 0;
+        for chunk in user_ids.chunks(PREFILL_CHUNK) {
+            logits = session.feed(&self.lm, chunk)?;
+            done += chunk.len();
+            let progress = Progress::Prompt {
+                done,
+                total: user_ids.len(),
+            };
+            if on_progress(progress)?.is_break() {
+                answer.prompt_time = started.elapsed();
+                return Ok(answer);
+            }
+        }
+        answer.prompt_time = started.elapsed();
         self.sampler.reset();
         let mut stream = TextStream::default();
-        let mut ids = Vec::new();
-        let mut decode_time = Duration::ZERO;
-        let mut decode_steps = 0;
-        let stop = loop {
+        loop {
             let id = self.sampler.sample(&logits);
-            ids.push(id);
-            let index = ids.len() - 1;
-            let stop = self.stop_reason(id, ids.len(), session.len());
+            answer.ids.push(id);
+            let index = answer.ids.len() - 1;
+            let stop = self.stop_reason(id, answer.ids.len(), session.len());
             let mut text = String::new();
             if stop != Some(StopReason::EndToken) {
                 text = stream.push(&self.tokenizer, id)?;
@@ -418,29 +505,27 @@ impl ChatModel {
             if stop.is_some() {
                 text.push_str(&stream.finish(&self.tokenizer)?);
             }
-            on_piece(Piece {
+            let flow = on_progress(Progress::Piece(Piece {
                 id,
                 text,
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 last: stop.is_some(),
-            })?;
+            }))?;
+            if flow.is_break() {
+                // Even on the last token: the caller did not take the answer whole.
+                break;
+            }
             if let Some(stop) = stop {
-                break stop;
+                answer.stop = stop;
+                break;
             }
             let step = Instant::now();
             logits = session.feed(&self.lm, &[id])?;
-            decode_time += step.elapsed();
-            decode_steps += 1;
-        };
-        Ok(Answer {
-            ids,
-            text: stream.text,
-            stop,
-            prompt_tokens,
-            prompt_time,
-            decode_time,
-            decode_steps,
-        })
+            answer.decode_time += step.elapsed();
+            answer.decode_steps += 1;
+        }
+        answer.text = stream.text;
+        Ok(answer)
     }
 }
 

@@ -21,12 +21,15 @@ pub mod sampler;
 
 use std::path::PathBuf;
 
-pub use chat::{Answer, ChatConfig, ChatModel, Piece, StopReason, TextStream, DEFAULT_SYSTEM};
+pub use chat::{
+    Answer, ChatConfig, ChatModel, Piece, Progress, StopReason, TextStream, DEFAULT_SYSTEM,
+    MAX_PROMPT_CHARS, PREFILL_CHUNK,
+};
 pub use model::{CacheForm, LanguageModel, LoadOptions, Session};
 pub use sampler::{Rng, Sampler, SamplerConfig};
 pub use tokenizers::Tokenizer;
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
 /// The command that fetches and converts every model.
 pub const FETCH_COMMAND: &str = "bash tools/fetch-models.sh";
@@ -76,12 +79,20 @@ pub enum LlmError {
         /// Position limit.
         max: usize,
     },
+    /// The prompt is longer than [`chat::MAX_PROMPT_CHARS`].
+    #[error("prompt of {chars} characters is longer than the limit of {max}")]
+    TooManyChars {
+        /// Prompt characters.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Inference failed.
     #[error("inference failed: {0}")]
     Run(String),
 }
 
 /// Registers `llm.chat`.
-pub fn register(registry: &mut Registry) {
-    registry.register(node::kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(node::kind())
 }

@@ -18,21 +18,33 @@
 //! Options: `model_dir`, `system`, `max_tokens`, `temperature`, `top_p`, `seed`, `threads`,
 //! `prefix_cache` (compute the system prompt once, clone its KV cache per request), `kv_state`
 //! (tract holds the KV cache as state; `false` feeds the 60 cache tensors explicitly).
+//!
+//! Interrupts: the node checks [`Context::cancelled`] after every prompt chunk and before
+//! and after sending every token, so an interrupt (e.g. `interrupt: vad.speech_start`: the
+//! user speaks again) stops the answer within one model call. An interrupted answer sends no
+//! `text` and no token flagged `last`; the next prompt is answered normally.
+//!
+//! One bad prompt never ends the run: a prompt longer than [`MAX_PROMPT_CHARS`] characters,
+//! or whose tokens (system prompt included) do not fit the model's positions (8192 for
+//! SmolLM2), is skipped with a warning naming its length and the limit; a prompt whose
+//! tokenization or inference fails is skipped with an error message.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet, Payload, PortSpec,
-    PortType, Text, Token,
+    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Output, Ports,
+    Processor,
 };
+use weir_media::{Text, Token};
 
-use super::chat::{ChatConfig, ChatModel, DEFAULT_SYSTEM};
+use super::chat::{ChatConfig, ChatModel, Progress, StopReason, DEFAULT_SYSTEM};
 use super::sampler::SamplerConfig;
 use super::LlmError;
-
-const TOKENS: usize = 0;
-const TEXT: usize = 1;
+#[cfg(doc)]
+use super::MAX_PROMPT_CHARS;
 
 impl From<LlmError> for NodeError {
     fn from(e: LlmError) -> Self {
@@ -40,156 +52,224 @@ impl From<LlmError> for NodeError {
     }
 }
 
+/// Options of `llm.chat`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatNodeConfig {
+    /// Directory with `model.onnx`, `tokenizer.json`, `generation.json`.
+    pub model_dir: PathBuf,
+    /// System prompt (empty: none).
+    pub system: String,
+    /// Most tokens per answer.
+    pub max_tokens: usize,
+    /// 0 = greedy; > 0 samples.
+    pub temperature: f32,
+    /// Nucleus mass kept when sampling.
+    pub top_p: f32,
+    /// Sampling seed (reset for every answer).
+    pub seed: u64,
+    /// Matmul threads.
+    pub threads: usize,
+    /// Compute the system prompt once and reuse its KV cache.
+    pub prefix_cache: bool,
+    /// KV cache as tract state (false: explicit cache tensors).
+    pub kv_state: bool,
+}
+
+impl Config for ChatNodeConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default(
+                "model_dir",
+                OptionType::Path,
+                "models/smollm2-135m",
+                "directory with model.onnx, tokenizer.json, generation.json",
+            ),
+            OptionSpec::with_default(
+                "system",
+                OptionType::Str,
+                DEFAULT_SYSTEM,
+                "system prompt (empty: none)",
+            ),
+            OptionSpec::with_default("max_tokens", OptionType::Int, 64, "most tokens per answer")
+                .range(1.0, 8192.0),
+            OptionSpec::with_default(
+                "temperature",
+                OptionType::Float,
+                0.0,
+                "0 = greedy; > 0 samples",
+            )
+            .range(0.0, 10.0),
+            OptionSpec::with_default(
+                "top_p",
+                OptionType::Float,
+                0.9,
+                "nucleus mass kept when sampling",
+            )
+            .range(0.0, 1.0),
+            OptionSpec::with_default(
+                "seed",
+                OptionType::Int,
+                42,
+                "sampling seed (reset for every answer)",
+            )
+            .range(0.0, 9.007_199_254_740_991e15),
+            OptionSpec::with_default(
+                "threads",
+                OptionType::Int,
+                1,
+                "matmul threads (tract pool; clamped to the cores)",
+            )
+            .range(1.0, 64.0),
+            OptionSpec::with_default(
+                "prefix_cache",
+                OptionType::Bool,
+                true,
+                "compute the system prompt once and reuse its KV cache",
+            ),
+            OptionSpec::with_default(
+                "kv_state",
+                OptionType::Bool,
+                true,
+                "KV cache as tract state (false: explicit cache tensors)",
+            ),
+        ]
+    }
+}
+
+impl From<ChatNodeConfig> for ChatConfig {
+    fn from(c: ChatNodeConfig) -> Self {
+        ChatConfig {
+            model_dir: c.model_dir,
+            system: c.system,
+            max_tokens: c.max_tokens,
+            sampler: SamplerConfig {
+                temperature: c.temperature,
+                top_p: c.top_p,
+                seed: c.seed,
+            },
+            threads: c.threads.max(1),
+            prefix_cache: c.prefix_cache,
+            kv_state: c.kv_state,
+        }
+    }
+}
+
+/// The ports of `llm.chat`.
+pub struct ChatPorts {
+    prompt: Input<Text>,
+    tokens: Output<Token>,
+    text: Output<Text>,
+}
+
+fn ports(p: &mut Ports) -> ChatPorts {
+    ChatPorts {
+        prompt: p.input("prompt", "one user turn per packet"),
+        tokens: p.output("tokens", "answer tokens as decoded (last flagged)"),
+        text: p.output("text", "the whole answer, spanning the prompt's time"),
+    }
+}
+
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    NodeKind::new(
+    NodeKind::processor(
         "llm.chat",
         "Answers each text prompt with a small language model (ChatML), streaming tokens.",
-        |o| {
-            Ok(Box::new(ChatNode {
-                config: config(o)?,
+        ports,
+        |c: ChatNodeConfig, ports| {
+            Ok(ChatNode {
+                ports,
+                config: c.into(),
                 model: None,
-            }))
+            })
         },
     )
-    .input(PortSpec::new(
-        "prompt",
-        PortType::Text,
-        "one user turn per packet",
-    ))
-    .output(PortSpec::new(
-        "tokens",
-        PortType::Token,
-        "answer tokens as decoded (last flagged)",
-    ))
-    .output(PortSpec::new(
-        "text",
-        PortType::Text,
-        "the whole answer, spanning the prompt's time",
-    ))
-    .option(OptionSpec::with_default(
-        "model_dir",
-        OptionType::Path,
-        "models/smollm2-135m",
-        "directory with model.onnx, tokenizer.json, generation.json",
-    ))
-    .option(OptionSpec::with_default(
-        "system",
-        OptionType::Str,
-        DEFAULT_SYSTEM,
-        "system prompt (empty: none)",
-    ))
-    .option(
-        OptionSpec::with_default("max_tokens", OptionType::Int, 64, "most tokens per answer")
-            .range(1.0, 8192.0),
-    )
-    .option(
-        OptionSpec::with_default(
-            "temperature",
-            OptionType::Float,
-            0.0,
-            "0 = greedy; > 0 samples",
-        )
-        .range(0.0, 10.0),
-    )
-    .option(
-        OptionSpec::with_default(
-            "top_p",
-            OptionType::Float,
-            0.9,
-            "nucleus mass kept when sampling",
-        )
-        .range(0.0, 1.0),
-    )
-    .option(
-        OptionSpec::with_default(
-            "seed",
-            OptionType::Int,
-            42,
-            "sampling seed (reset for every answer)",
-        )
-        .range(0.0, 9.007_199_254_740_991e15),
-    )
-    .option(
-        OptionSpec::with_default(
-            "threads",
-            OptionType::Int,
-            1,
-            "matmul threads (tract pool; clamped to the cores)",
-        )
-        .range(1.0, 64.0),
-    )
-    .option(OptionSpec::with_default(
-        "prefix_cache",
-        OptionType::Bool,
-        true,
-        "compute the system prompt once and reuse its KV cache",
-    ))
-    .option(OptionSpec::with_default(
-        "kv_state",
-        OptionType::Bool,
-        true,
-        "KV cache as tract state (false: explicit cache tensors)",
-    ))
 }
 
-fn config(o: &Options) -> Result<ChatConfig, NodeError> {
-    Ok(ChatConfig {
-        model_dir: PathBuf::from(o.str("model_dir")?),
-        system: o.str("system")?.to_string(),
-        max_tokens: usize::try_from(o.u64("max_tokens")?).unwrap_or(usize::MAX),
-        sampler: SamplerConfig {
-            temperature: o.f64("temperature")? as f32,
-            top_p: o.f64("top_p")? as f32,
-            seed: o.u64("seed")?,
-        },
-        threads: usize::try_from(o.u64("threads")?).unwrap_or(1),
-        prefix_cache: o.bool("prefix_cache")?,
-        kv_state: o.bool("kv_state")?,
-    })
-}
-
-/// The node: loads a [`ChatModel`] in `open`, answers each prompt in `process`.
+/// The node: loads a [`ChatModel`] in `open`, answers each prompt in `process`. It keeps no
+/// state between answers (the system prefix is cloned per answer, the sampler reset), so an
+/// interrupt has nothing to flush.
 struct ChatNode {
+    ports: ChatPorts,
     config: ChatConfig,
     model: Option<ChatModel>,
 }
 
-impl Node for ChatNode {
-    fn open(&mut self) -> Result<(), NodeError> {
+/// Why an answer failed: the model (this prompt is skipped) or the engine (the run ends).
+enum TurnError {
+    Llm(LlmError),
+    Node(NodeError),
+}
+
+impl From<LlmError> for TurnError {
+    fn from(e: LlmError) -> Self {
+        TurnError::Llm(e)
+    }
+}
+
+impl From<NodeError> for TurnError {
+    fn from(e: NodeError) -> Self {
+        TurnError::Node(e)
+    }
+}
+
+impl Processor for ChatNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         self.model = Some(ChatModel::load(self.config.clone())?);
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Text(prompt) = &packet.payload else {
-            return Err(NodeError::new(format!(
-                "input `prompt` expects text, got {}",
-                packet.payload.port_type()
-            )));
-        };
-        if prompt.text.trim().is_empty() {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let prompt = self.ports.prompt.expect(&input)?;
+        if prompt.text.trim().is_empty() || ctx.cancelled() {
             return Ok(());
         }
         let model = self
             .model
             .as_mut()
             .ok_or_else(|| NodeError::new("process called before open"))?;
-        let t = packet.timestamp;
-        let answer = model.generate(&prompt.text, |piece| {
-            let token = Token {
-                id: piece.id,
-                text: Arc::from(piece.text),
-                index: piece.index,
-                last: piece.last,
-            };
-            out.send(TOKENS, Packet::new(t, Payload::Token(token)))
-        })?;
+        let t = input.timestamp();
+        let tokens = self.ports.tokens;
+        let result = model.generate_with(&prompt.text, |progress| {
+            if ctx.cancelled() {
+                return Ok::<_, TurnError>(ControlFlow::Break(()));
+            }
+            if let Progress::Piece(piece) = progress {
+                let token = Token {
+                    id: piece.id,
+                    text: Arc::from(piece.text),
+                    index: piece.index,
+                    last: piece.last,
+                };
+                ctx.send(tokens, t, token)?;
+                if ctx.cancelled() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        });
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(TurnError::Node(e)) => return Err(e),
+            Err(TurnError::Llm(e)) => {
+                let start = prompt.start;
+                if matches!(e, LlmError::TooManyChars { .. } | LlmError::TooLong { .. }) {
+                    tracing::warn!(prompt_start = %start, "{e}: prompt skipped");
+                } else {
+                    tracing::error!(prompt_start = %start, "cannot answer prompt: {e}; skipped");
+                }
+                return Ok(());
+            }
+        };
+        if answer.stop == StopReason::Stopped {
+            tracing::debug!(
+                tokens = answer.ids.len(),
+                prompt_tokens = answer.prompt_tokens,
+                "llm.chat interrupted: {} tokens generated before the stop",
+                answer.ids.len()
+            );
+            return Ok(());
+        }
         tracing::debug!(
             prompt_tokens = answer.prompt_tokens,
             prompt_ms = answer.prompt_time.as_secs_f64() * 1e3,
@@ -202,6 +282,6 @@ impl Node for ChatNode {
             start: prompt.start,
             end: prompt.end,
         };
-        out.send(TEXT, Packet::new(t, Payload::Text(text)))
+        ctx.send(self.ports.text, t, text)
     }
 }

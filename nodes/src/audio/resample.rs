@@ -22,47 +22,42 @@ use rubato::{
     Async, Fft, FixedAsync, FixedSync, Indexing, Resampler, SincInterpolationParameters,
     WindowFunction,
 };
+use serde::Deserialize;
 use weir_engine::{
-    AudioFrame, Node, NodeError, NodeKind, OptionSpec, OptionType, Options, Outputs, Packet,
-    Payload, PortSpec, PortType,
+    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Output, Ports,
+    Processor,
 };
+use weir_media::AudioFrame;
 
 /// Input frames per resampler call.
 const CHUNK: usize = 1024;
 
+/// The ports of `audio.resample`.
+pub struct ResamplePorts {
+    audio_in: Input<AudioFrame>,
+    audio_out: Output<AudioFrame>,
+}
+
+fn ports(p: &mut Ports) -> ResamplePorts {
+    ResamplePorts {
+        audio_in: p.input("audio", "audio at any rate"),
+        audio_out: p.output("audio", "audio at `rate`"),
+    }
+}
+
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    NodeKind::new(
+    NodeKind::processor(
         "audio.resample",
         "Resamples audio to a target rate (FFT or sinc), optionally down-mixing to mono.",
-        |o| {
-            Ok(Box::new(ResampleNode::new(ResampleConfig::from_options(
-                o,
-            )?)))
-        },
+        ports,
+        |c: ResampleConfig, ports| Ok(ResampleNode::new(c, ports)),
     )
-    .input(PortSpec::new("audio", PortType::Audio, "audio at any rate"))
-    .output(PortSpec::new("audio", PortType::Audio, "audio at `rate`"))
-    .option(
-        OptionSpec::with_default("rate", OptionType::Int, 16000, "output sample rate in Hz")
-            .range(1000.0, 384_000.0),
-    )
-    .option(OptionSpec::with_default(
-        "mono",
-        OptionType::Bool,
-        true,
-        "down-mix to one channel (average of the channels)",
-    ))
-    .option(OptionSpec::with_default(
-        "method",
-        OptionType::Choice(&["fft", "sinc"]),
-        "fft",
-        "fft: fixed ratio, fastest; sinc: asynchronous, for drifting ratios",
-    ))
 }
 
 /// Resampling algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     /// rubato `Fft` (synchronous).
     Fft,
@@ -70,8 +65,9 @@ pub enum Method {
     Sinc,
 }
 
-/// Settings of [`ResampleNode`].
-#[derive(Clone, Debug, PartialEq)]
+/// Settings of [`ResampleNode`]: the options of `audio.resample`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResampleConfig {
     /// Output rate in Hz.
     pub rate: u32,
@@ -81,18 +77,24 @@ pub struct ResampleConfig {
     pub method: Method,
 }
 
-impl ResampleConfig {
-    /// Reads the settings from validated options.
-    pub fn from_options(o: &Options) -> Result<Self, NodeError> {
-        Ok(ResampleConfig {
-            rate: o.u64("rate")? as u32,
-            mono: o.bool("mono")?,
-            method: if o.str("method")? == "sinc" {
-                Method::Sinc
-            } else {
-                Method::Fft
-            },
-        })
+impl Config for ResampleConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default("rate", OptionType::Int, 16000, "output sample rate in Hz")
+                .range(1000.0, 384_000.0),
+            OptionSpec::with_default(
+                "mono",
+                OptionType::Bool,
+                true,
+                "down-mix to one channel (average of the channels)",
+            ),
+            OptionSpec::with_default(
+                "method",
+                OptionType::Choice(&["fft", "sinc"]),
+                "fft",
+                "fft: fixed ratio, fastest; sinc: asynchronous, for drifting ratios",
+            ),
+        ]
     }
 }
 
@@ -263,6 +265,7 @@ pub fn downmix(samples: &[f32], channels: usize, mono: &mut Vec<f32>) {
 /// The resample node: creates its resampler when the first frame shows the input rate.
 pub struct ResampleNode {
     config: ResampleConfig,
+    ports: ResamplePorts,
     stream: Option<(u32, u16)>,
     resampler: Option<StreamResampler>,
     mixed: Vec<f32>,
@@ -272,10 +275,11 @@ pub struct ResampleNode {
 }
 
 impl ResampleNode {
-    /// A node with `config`.
-    pub fn new(config: ResampleConfig) -> Self {
+    /// A node with `config`, sending on `ports`.
+    pub fn new(config: ResampleConfig, ports: ResamplePorts) -> Self {
         ResampleNode {
             config,
+            ports,
             stream: None,
             resampler: None,
             mixed: Vec::new(),
@@ -307,7 +311,7 @@ impl ResampleNode {
         Ok(())
     }
 
-    fn emit(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
+    fn emit(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -319,22 +323,15 @@ impl ResampleNode {
         };
         self.out.clear();
         self.next_sample = frame.end_sample();
-        out.send(0, Packet::new(frame.timestamp(), Payload::Audio(frame)))
+        ctx.send(self.ports.audio_out, frame.timestamp(), frame)
     }
 }
 
-impl Node for ResampleNode {
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        let Payload::Audio(frame) = packet.payload else {
-            return Ok(());
-        };
+impl Processor for ResampleNode {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let frame = self.ports.audio_in.expect(&input)?;
         match self.stream {
-            None => self.start(&frame)?,
+            None => self.start(frame)?,
             Some(s) if s != (frame.rate, frame.channels) => {
                 return Err(NodeError::new(format!(
                     "input format changed mid-stream from {} Hz x{} to {} Hz x{}",
@@ -348,10 +345,10 @@ impl Node for ResampleNode {
             // Same rate: forward the shared buffer untouched, or down-mix it.
             if !needs_mix {
                 self.next_sample = frame.end_sample();
-                return out.send(0, Packet::new(packet.timestamp, Payload::Audio(frame)));
+                return ctx.forward(self.ports.audio_out, input.packet);
             }
             downmix(&frame.samples, usize::from(frame.channels), &mut self.out);
-            return self.emit(out);
+            return self.emit(ctx);
         };
         if needs_mix {
             downmix(&frame.samples, usize::from(frame.channels), &mut self.mixed);
@@ -359,13 +356,13 @@ impl Node for ResampleNode {
         } else {
             resampler.push(&frame.samples, &mut self.out)?;
         }
-        self.emit(out)
+        self.emit(ctx)
     }
 
-    fn close(&mut self, out: &mut Outputs) -> Result<(), NodeError> {
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         if let Some(r) = self.resampler.as_mut() {
             r.finish(&mut self.out)?;
-            self.emit(out)?;
+            self.emit(ctx)?;
         }
         Ok(())
     }
@@ -418,6 +415,59 @@ mod tests {
         }
         let snr = 10.0 * (sig / err).log10();
         assert!(snr > 60.0, "SNR {snr:.1} dB");
+    }
+
+    #[test]
+    fn node_resamples_with_contiguous_timestamps_and_exact_length() {
+        use weir_engine::testing::NodeRunner;
+        use weir_engine::Packet;
+        let input = sine(48000, 440.0, 48_000 + 123);
+        let frames: Vec<Packet> = input
+            .chunks(960)
+            .scan(0u64, |pos, chunk| {
+                let f = AudioFrame {
+                    rate: 48000,
+                    channels: 1,
+                    start_sample: *pos,
+                    samples: Arc::from(chunk),
+                };
+                *pos = f.end_sample();
+                Some(Packet::new(f.timestamp(), f))
+            })
+            .collect();
+        let out = NodeRunner::new(kind())
+            .unpaced()
+            .option("rate", 16000)
+            .feed("audio", frames)
+            .run()
+            .unwrap();
+        let got = out.values::<AudioFrame>("audio");
+        let mut next = 0;
+        for f in &got {
+            assert_eq!((f.rate, f.channels, f.start_sample), (16000, 1, next));
+            next = f.end_sample();
+        }
+        assert_eq!(next, ((48_123.0f64 / 3.0).round()) as u64);
+    }
+
+    #[test]
+    fn node_forwards_same_rate_mono_untouched() {
+        use weir_engine::testing::NodeRunner;
+        use weir_engine::Packet;
+        let f = AudioFrame {
+            rate: 16000,
+            channels: 1,
+            start_sample: 0,
+            samples: Arc::from(vec![0.25f32; 160]),
+        };
+        let out = NodeRunner::new(kind())
+            .unpaced()
+            .feed("audio", [Packet::new(f.timestamp(), f.clone())])
+            .run()
+            .unwrap();
+        let got = out.values::<AudioFrame>("audio");
+        assert_eq!(got.len(), 1);
+        assert!(Arc::ptr_eq(&got[0].samples, &f.samples));
     }
 
     #[test]

@@ -7,33 +7,66 @@
 //!   with: { path: out/segments.jsonl }
 //! ```
 //! Objects have `t` (seconds) and `type`, plus the payload's fields; see
-//! [`Packet::to_json`](weir_engine::Packet::to_json).
+//! [`Packet::to_json`](weir_engine::Packet::to_json). Lines are buffered; the file is
+//! flushed at end of stream, including after a stop request (Ctrl-C, SIGTERM).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+use serde::Deserialize;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Outputs, Packet, PortSpec, PortType,
+    AnyInput, Config, Context, Incoming, NodeError, NodeKind, OptionSpec, OptionType, Ports,
+    Processor,
 };
+
+/// Options of `io.jsonl`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// File to create.
+    pub path: PathBuf,
+}
+
+impl Config for JsonlConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![OptionSpec::required(
+            "path",
+            OptionType::Path,
+            "file to create (parent directories are created)",
+        )]
+    }
+}
+
+/// The ports of `io.jsonl`.
+pub struct JsonlPorts {
+    input: AnyInput,
+}
+
+fn ports(p: &mut Ports) -> JsonlPorts {
+    JsonlPorts {
+        input: p.any_input("in", "anything to record"),
+    }
+}
 
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    NodeKind::new("io.jsonl", "Writes packets as JSON lines to a file.", |o| {
-        Ok(Box::new(JsonlNode {
-            path: PathBuf::from(o.str("path")?),
-            file: None,
-        }))
-    })
-    .input(PortSpec::new("in", PortType::Any, "anything to record"))
-    .option(OptionSpec::required(
-        "path",
-        OptionType::Path,
-        "file to create (parent directories are created)",
-    ))
+    NodeKind::processor(
+        "io.jsonl",
+        "Writes packets as JSON lines to a file.",
+        ports,
+        |c: JsonlConfig, ports| {
+            Ok(JsonlNode {
+                ports,
+                path: c.path,
+                file: None,
+            })
+        },
+    )
 }
 
 struct JsonlNode {
+    ports: JsonlPorts,
     path: PathBuf,
     file: Option<BufWriter<File>>,
 }
@@ -44,8 +77,8 @@ impl JsonlNode {
     }
 }
 
-impl Node for JsonlNode {
-    fn open(&mut self) -> Result<(), NodeError> {
+impl Processor for JsonlNode {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| self.error("cannot create the folder of", e))?;
@@ -55,12 +88,10 @@ impl Node for JsonlNode {
         Ok(())
     }
 
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        _out: &mut Outputs,
-    ) -> Result<(), NodeError> {
+    fn process(&mut self, input: Incoming, _ctx: &mut Context) -> Result<(), NodeError> {
+        let Some(packet) = self.ports.input.get(&input) else {
+            return Ok(());
+        };
         let Some(f) = self.file.as_mut() else {
             return Ok(());
         };
@@ -71,10 +102,48 @@ impl Node for JsonlNode {
         r.map_err(|e| self.error("cannot write", e))
     }
 
-    fn close(&mut self, _out: &mut Outputs) -> Result<(), NodeError> {
+    /// Flushes the buffered lines: runs at end of stream, including after a stop request.
+    fn close(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         if let Some(mut f) = self.file.take() {
             f.flush().map_err(|e| self.error("cannot write", e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_engine::testing::NodeRunner;
+    use weir_engine::{Packet, Timestamp};
+    use weir_media::Event;
+
+    #[test]
+    fn every_packet_is_one_line_and_close_flushes() {
+        let dir = std::env::temp_dir().join(format!("weir-jsonl-{}", std::process::id()));
+        let path = dir.join("sub/out.jsonl");
+        let events = (0..3u64).map(|i| {
+            Packet::new(
+                Timestamp::from_nanos(i * 500_000_000),
+                Event::new("tick", serde_json::json!({ "n": i })),
+            )
+        });
+        NodeRunner::new(kind())
+            .unpaced()
+            .option("path", path.to_str().unwrap())
+            .feed("in", events)
+            .run()
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"t": 1.0, "type": "event", "event": "tick", "n": 2})
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,9 +2,9 @@
 
 pub mod jsonl;
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
 /// Registers the I/O node kinds.
-pub fn register(registry: &mut Registry) {
-    registry.register(jsonl::kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(jsonl::kind())
 }

@@ -3,9 +3,9 @@
 pub mod energy_vad;
 pub mod segmenter;
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
 /// Registers the speech node kinds.
-pub fn register(registry: &mut Registry) {
-    registry.register(energy_vad::kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(energy_vad::kind())
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use weir_engine::SpeechSegment;
+use weir_media::SpeechSegment;
 
 /// Durations that shape segments, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,10 +3,10 @@
 pub mod lines;
 pub mod print;
 
-use weir_engine::Registry;
+use weir_engine::{DuplicateKind, Registry};
 
 /// Registers the text node kinds.
-pub fn register(registry: &mut Registry) {
-    registry.register(print::kind());
-    registry.register(lines::kind());
+pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
+    registry.register(print::kind())?;
+    registry.register(lines::kind())
 }

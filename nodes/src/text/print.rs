@@ -6,93 +6,144 @@
 //!   in: { in: asr.text }
 //!   with: { format: human }   # or json
 //! ```
-//! In `human` format, streamed tokens are printed as they come, on one line per answer.
+//! In `human` format, streamed tokens are printed as they come, on one line per answer. After
+//! an interrupt, an answer cut short is ended with ` …` and a new line.
 
 use std::io::{self, Write};
 
+use serde::Deserialize;
 use weir_engine::{
-    Node, NodeError, NodeKind, OptionSpec, OptionType, Outputs, Packet, Payload, PortSpec, PortType,
+    AnyInput, Config, Context, Incoming, NodeError, NodeKind, OptionSpec, OptionType, Packet,
+    Ports, Processor,
 };
+use weir_media::{AudioFrame, Event, SpeechSegment, Text, Token};
+
+/// Options of `text.print`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrintConfig {
+    /// `human` or `json`.
+    pub format: String,
+}
+
+impl Config for PrintConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![OptionSpec::with_default(
+            "format",
+            OptionType::Choice(&["human", "json"]),
+            "human",
+            "human: readable lines, tokens streamed; json: one JSON object per packet",
+        )]
+    }
+}
+
+/// The ports of `text.print`.
+pub struct PrintPorts {
+    input: AnyInput,
+}
+
+fn ports(p: &mut Ports) -> PrintPorts {
+    PrintPorts {
+        input: p.any_input("in", "anything to print"),
+    }
+}
 
 /// The kind declaration.
 pub fn kind() -> NodeKind {
-    NodeKind::new(
+    NodeKind::processor(
         "text.print",
         "Prints packets to stdout (human-readable or JSON lines).",
-        |o| {
-            Ok(Box::new(PrintNode {
-                json: o.str("format")? == "json",
+        ports,
+        |c: PrintConfig, ports| {
+            Ok(PrintNode {
+                ports,
+                json: c.format == "json",
                 mid_line: false,
-            }))
+            })
         },
     )
-    .input(PortSpec::new("in", PortType::Any, "anything to print"))
-    .option(OptionSpec::with_default(
-        "format",
-        OptionType::Choice(&["human", "json"]),
-        "human",
-        "human: readable lines, tokens streamed; json: one JSON object per packet",
-    ))
 }
 
 /// A human-readable line for a packet (tokens excluded: they are streamed).
 pub fn human_line(packet: &Packet) -> String {
     let t = packet.timestamp;
-    match &packet.payload {
-        Payload::Text(x) => format!("[{} - {}] {}", x.start, x.end, x.text.trim()),
-        Payload::Segment(s) => format!(
+    if let Some(x) = packet.get::<Text>() {
+        format!("[{} - {}] {}", x.start, x.end, x.text.trim())
+    } else if let Some(s) = packet.get::<SpeechSegment>() {
+        format!(
             "[{} - {}] speech segment ({:.2}s, {} samples)",
             s.start(),
             s.end(),
             (s.end().as_secs_f64() - s.start().as_secs_f64()),
             s.samples.len()
-        ),
-        Payload::Event(e) => format!("[{t}] {} {}", e.name, e.fields),
-        Payload::Audio(a) => format!(
+        )
+    } else if let Some(e) = packet.get::<Event>() {
+        format!("[{t}] {} {}", e.name, e.fields)
+    } else if let Some(a) = packet.get::<AudioFrame>() {
+        format!(
             "[{t}] audio {} frames at {} Hz x{}",
             a.frames(),
             a.rate,
             a.channels
-        ),
-        Payload::Token(k) => format!("[{t}] token {} {:?}", k.id, k.text),
+        )
+    } else if let Some(k) = packet.get::<Token>() {
+        format!("[{t}] token {} {:?}", k.id, k.text)
+    } else {
+        format!("[{t}] {}", packet.to_json())
     }
 }
 
 struct PrintNode {
+    ports: PrintPorts,
     json: bool,
     mid_line: bool,
 }
 
-impl Node for PrintNode {
-    fn process(
-        &mut self,
-        _port: usize,
-        packet: Packet,
-        _out: &mut Outputs,
-    ) -> Result<(), NodeError> {
+impl PrintNode {
+    fn end_line(&mut self, w: &mut impl Write, mark: &str) -> io::Result<()> {
+        if std::mem::take(&mut self.mid_line) {
+            writeln!(w, "{mark}")?;
+        }
+        Ok(())
+    }
+}
+
+fn stdout_error(e: io::Error) -> NodeError {
+    NodeError::with_source("cannot write to stdout", e)
+}
+
+impl Processor for PrintNode {
+    fn process(&mut self, input: Incoming, _ctx: &mut Context) -> Result<(), NodeError> {
+        let Some(packet) = self.ports.input.get(&input) else {
+            return Ok(());
+        };
         let stdout = io::stdout();
         let mut w = stdout.lock();
         let result = if self.json {
             writeln!(w, "{}", packet.to_json())
-        } else if let Payload::Token(k) = &packet.payload {
+        } else if let Some(k) = packet.get::<Token>() {
             self.mid_line = !k.last;
             write!(w, "{}", k.text).and_then(|_| if k.last { writeln!(w) } else { Ok(()) })
         } else {
-            if self.mid_line {
-                let _ = writeln!(w);
-                self.mid_line = false;
-            }
-            writeln!(w, "{}", human_line(&packet))
+            self.end_line(&mut w, "")
+                .and_then(|_| writeln!(w, "{}", human_line(packet)))
         };
-        result
-            .and_then(|_| w.flush())
-            .map_err(|e| NodeError::with_source("cannot write to stdout", e))
+        result.and_then(|_| w.flush()).map_err(stdout_error)
     }
 
-    fn close(&mut self, _out: &mut Outputs) -> Result<(), NodeError> {
-        if self.mid_line {
-            println!();
-        }
-        Ok(())
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        let stdout = io::stdout();
+        let mut w = stdout.lock();
+        self.end_line(&mut w, " …")
+            .and_then(|_| w.flush())
+            .map_err(stdout_error)
+    }
+
+    fn close(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        let stdout = io::stdout();
+        let mut w = stdout.lock();
+        self.end_line(&mut w, "")
+            .and_then(|_| w.flush())
+            .map_err(stdout_error)
     }
 }
