@@ -9,9 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_engine::{
-    channel_sink, channel_source, AudioFrame, Graph, Loader, Override, Packet, Payload, PortType,
-};
+use weir_engine::{channel_sink, channel_source, Graph, Loader, Override, Packet, Payload};
+use weir_media::{AudioFrame, Text, Token};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -36,14 +35,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(2)
         .unwrap_or_else(|| "data/synth/question_44k_stereo.wav".into());
 
-    let mut registry = weir_nodes::registry();
-    weir_ml::register(&mut registry);
-    let (mic, audio_tx) = channel_source("bench.mic", PortType::Audio);
-    let (tokens, tokens_rx) = channel_sink("bench.tokens", PortType::Token);
-    let (texts, text_rx) = channel_sink("bench.text", PortType::Text);
-    registry.register(mic);
-    registry.register(tokens);
-    registry.register(texts);
+    let mut registry = weir_nodes::registry()?;
+    weir_ml::register(&mut registry)?;
+    // The bench reads both sinks while it feeds; they hold a whole answer in between.
+    let (mic, audio_tx) = channel_source("bench.mic", AudioFrame::PORT, 64);
+    let (tokens, tokens_rx) = channel_sink("bench.tokens", Token::PORT, 1024);
+    let (texts, text_rx) = channel_sink("bench.text", Text::PORT, 1024);
+    registry.register(mic)?;
+    registry.register(tokens)?;
+    registry.register(texts)?;
 
     // The shipped graph with its file source and printers swapped for the bench's endpoints.
     let yaml = std::fs::read_to_string("graphs/voice_assistant.yaml")?
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             samples: Arc::from(chunk),
         };
         *position = audio.end_sample();
-        audio_tx.send(Packet::new(audio.timestamp(), Payload::Audio(audio)))?;
+        audio_tx.send(Packet::new(audio.timestamp(), audio))?;
         Ok(())
     };
     let (mut to_token, mut to_text) = (Vec::new(), Vec::new());
@@ -117,12 +117,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             std::thread::sleep(Duration::from_millis(20));
             send(&silence, &mut position)?;
-            if let Ok(Packet {
-                payload: Payload::Token(t),
-                ..
-            }) = tokens_rx.try_recv()
-            {
-                if t.last {
+            if let Ok(p) = tokens_rx.try_recv() {
+                if p.get::<Token>().is_some_and(|t| t.last) {
                     break;
                 }
             }

@@ -6,9 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use weir_engine::{
-    channel_sink, channel_source, AudioFrame, Graph, Loader, Packet, Payload, PortType,
-};
+use weir_engine::{channel_sink, channel_source, Graph, Loader, Packet, Payload};
+use weir_media::{AudioFrame, SpeechSegment};
 
 const GRAPH: &str = "
 nodes:
@@ -27,11 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "data/pauses.wav".into());
 
     // The program's own source and sink become node kinds the graph can use.
-    let mut registry = weir_nodes::registry();
-    let (source, audio_tx) = channel_source("app.audio_in", PortType::Audio);
-    let (sink, segments_rx) = channel_sink("app.segments_out", PortType::Segment);
-    registry.register(source);
-    registry.register(sink);
+    // The source holds a few frames ahead of the graph (feeding blocks when it is full); the
+    // sink holds segments until the program reads them, after feeding everything.
+    let mut registry = weir_nodes::registry()?;
+    let (source, audio_tx) = channel_source("app.audio_in", AudioFrame::PORT, 64);
+    let (sink, segments_rx) = channel_sink("app.segments_out", SpeechSegment::PORT, 4096);
+    registry.register(source)?;
+    registry.register(sink)?;
 
     let plan = Loader::new(&registry).load_str(Path::new("embedded.yaml"), GRAPH)?;
     let running = Graph::build(plan, &registry)?.start()?;
@@ -46,12 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             start_sample: (i * frame / usize::from(spec.channels)) as u64,
             samples: Arc::from(chunk),
         };
-        audio_tx.send(Packet::new(audio.timestamp(), Payload::Audio(audio)))?;
+        audio_tx.send(Packet::new(audio.timestamp(), audio))?;
     }
     drop(audio_tx); // end of stream: the graph flushes and ends
 
     for packet in segments_rx.iter() {
-        if let Payload::Segment(s) = packet.payload {
+        if let Some(s) = packet.get::<SpeechSegment>() {
             println!("speech from {} to {}", s.start(), s.end());
         }
     }

@@ -109,11 +109,13 @@ fn main() -> ExitCode {
         ),
         Command::Check { graph, set } => match load(&registry, &graph, set, None) {
             Ok(plan) => {
+                let queued: usize = plan.edges.iter().map(|e| e.queue.size).sum();
                 println!(
-                    "{}: ok ({} nodes, {} edges)",
+                    "{}: ok ({} nodes, {} edges, {} interrupts; at most {queued} packets queued)",
                     graph.display(),
                     plan.nodes.len(),
-                    plan.edges.len()
+                    plan.edges.len(),
+                    plan.interrupts.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -199,7 +201,11 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
         .map_err(|e| format!("the graph does not load:\n{e}"))?;
     let with_role = |want: fn(Role) -> bool| -> Vec<usize> {
         (0..plan.nodes.len())
-            .filter(|&i| registry.get(&plan.nodes[i].kind).is_some_and(|k| want(k.role)))
+            .filter(|&i| {
+                registry
+                    .get(&plan.nodes[i].kind)
+                    .is_some_and(|k| want(k.role))
+            })
             .collect()
     };
     let recordings = with_role(|r| matches!(r, Role::Recording { .. }));
@@ -211,7 +217,10 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
             let kind = registry
                 .get(&previous.kind)
                 .ok_or_else(|| format!("unknown kind `{}`", previous.kind))?;
-            let Role::Recording { path: path_option, .. } = kind.role else {
+            let Role::Recording {
+                path: path_option, ..
+            } = kind.role
+            else {
                 unreachable!("filtered on the recording role");
             };
             let mut options: Vec<(String, serde_json::Value)> = previous
@@ -234,9 +243,16 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
                 .map(|p| p.ty)
                 .ok_or_else(|| format!("`{}` has no output to replay", live.name))?;
             let kind = registry.recording_kind(ty).ok_or_else(|| {
-                format!("no node kind can replay a file of {ty} in place of `{}`", live.name)
+                format!(
+                    "no node kind can replay a file of {ty} in place of `{}`",
+                    live.name
+                )
             })?;
-            let Role::Recording { path: path_option, realtime } = kind.role else {
+            let Role::Recording {
+                path: path_option,
+                realtime,
+            } = kind.role
+            else {
                 unreachable!("recording_kind returns recording kinds");
             };
             let mut options = vec![
@@ -319,7 +335,7 @@ fn run(
     let handler = ctrlc::set_handler(move || match seen.fetch_add(1, Ordering::SeqCst) {
         0 => {
             eprintln!(
-                "\nstopping: draining what was already captured (at most {:.0} s; \
+                "\nstopping: draining what was already captured (at most {:.1} s; \
                  signal again to end now)",
                 drain.as_secs_f64()
             );
@@ -330,7 +346,7 @@ fn run(
                 std::thread::sleep(drain);
                 if seen.load(Ordering::SeqCst) == 1 {
                     eprintln!(
-                        "stopping: the graph did not drain within {:.0} s; ending now \
+                        "stopping: the graph did not drain within {:.1} s; ending now \
                          (files are finalized)",
                         drain.as_secs_f64()
                     );

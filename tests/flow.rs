@@ -3,49 +3,73 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::run_yaml;
 use crossbeam_channel::Receiver;
+use serde::Deserialize;
 use weir_engine::{
-    channel_sink, Event, Flow, Graph, Loader, Node, NodeError, NodeKind, OptionSpec, OptionType,
-    Outputs, Packet, Payload, PortSpec, PortType, Registry, RunError, Timestamp,
+    channel_sink, Config, Context, Flow, Graph, Incoming, Input, Loader, NodeError, NodeKind,
+    OptionSpec, OptionType, Output, Packet, Payload, Processor, Registry, RunError, Source,
+    Timestamp,
 };
+use weir_media::Event;
+
+/// Room in the collecting sinks: every test reads them only after the run.
+const SINK_CAPACITY: usize = 4096;
 
 /// Emits `count` events (0 = until stopped) with timestamps 0, 1, 2, ... ms.
 struct Counter {
+    out: Output<Event>,
     next: u64,
     count: u64,
     pace: Duration,
 }
 
-impl Node for Counter {
-    fn produce(&mut self, out: &mut Outputs) -> Result<Flow, NodeError> {
+/// The options of `test.counter`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CounterConfig {
+    count: u64,
+    pace_us: u64,
+}
+
+impl Config for CounterConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default("count", OptionType::Int, 100, "how many"),
+            OptionSpec::with_default("pace_us", OptionType::Int, 0, "sleep per packet"),
+        ]
+    }
+}
+
+impl Source for Counter {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
         if self.count != 0 && self.next >= self.count {
             return Ok(Flow::Done);
         }
-        let ev = Event {
-            name: Arc::from("n"),
-            fields: Arc::new(serde_json::json!(self.next)),
-        };
-        out.send(
-            0,
-            Packet::new(
-                Timestamp::from_nanos(self.next * 1_000_000),
-                Payload::Event(ev),
-            ),
+        ctx.send(
+            self.out,
+            Timestamp::from_nanos(self.next * 1_000_000),
+            Event::new("n", serde_json::json!(self.next)),
         )?;
         self.next += 1;
         if !self.pace.is_zero() {
-            std::thread::sleep(self.pace);
+            let until = ctx.now().saturating_add(self.pace);
+            if !ctx.sleep_until(until) {
+                // Stopped while pacing: nothing more to produce.
+                return Ok(Flow::Done);
+            }
         }
         Ok(Flow::Continue)
     }
 }
 
-/// Passes packets on after sleeping; fails at packet `fail_at`, or panics at `panic_at`.
+/// Passes packets on after taking `delay` of graph time; fails at packet `fail_at`, or
+/// panics at `panic_at`.
 struct Slow {
+    input: Input<Event>,
+    out: Output<Event>,
     delay: Duration,
     seen: u64,
     fail_at: Option<u64>,
@@ -53,92 +77,95 @@ struct Slow {
     backwards: bool,
 }
 
-impl Node for Slow {
-    fn process(
-        &mut self,
-        _port: usize,
-        mut packet: Packet,
-        out: &mut Outputs,
-    ) -> Result<(), NodeError> {
-        std::thread::sleep(self.delay);
+/// The options of `test.slow`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowConfig {
+    delay_us: u64,
+    fail_at: i64,
+    panic_at: i64,
+    backwards: bool,
+}
+
+impl Config for SlowConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::with_default("delay_us", OptionType::Int, 0, "sleep per packet"),
+            OptionSpec::with_default("fail_at", OptionType::Int, -1, "fail at this packet"),
+            OptionSpec::with_default("panic_at", OptionType::Int, -1, "panic at this packet"),
+            OptionSpec::with_default(
+                "backwards",
+                OptionType::Bool,
+                false,
+                "send a timestamp backwards",
+            ),
+        ]
+    }
+}
+
+impl Processor for Slow {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        self.input.expect(&input)?;
+        if !self.delay.is_zero() {
+            let until = ctx.now().saturating_add(self.delay);
+            ctx.sleep_until(until);
+        }
         if Some(self.seen) == self.fail_at {
             return Err(NodeError::new(format!("bad packet #{}", self.seen)));
         }
         if Some(self.seen) == self.panic_at {
             panic!("test panic at #{}", self.seen);
         }
+        let mut packet = input.packet;
         if self.backwards && self.seen == 3 {
             packet.timestamp = Timestamp::ZERO;
         }
         self.seen += 1;
-        out.send(0, packet)
+        ctx.forward(self.out, packet)
     }
 }
 
 fn test_registry() -> (Registry, Receiver<Packet>) {
     let mut reg = Registry::new();
-    reg.register(
-        NodeKind::new("test.counter", "counts", |o| {
-            Ok(Box::new(Counter {
+    reg.register(NodeKind::source(
+        "test.counter",
+        "counts",
+        |p| p.output::<Event>("out", "numbers"),
+        |c: CounterConfig, out| {
+            Ok(Counter {
+                out,
                 next: 0,
-                count: o.u64("count")?,
-                pace: Duration::from_micros(o.u64("pace_us")?),
-            }))
-        })
-        .output(PortSpec::new("out", PortType::Event, "numbers"))
-        .option(OptionSpec::with_default(
-            "count",
-            OptionType::Int,
-            100,
-            "how many",
-        ))
-        .option(OptionSpec::with_default(
-            "pace_us",
-            OptionType::Int,
-            0,
-            "sleep per packet",
-        )),
-    );
-    reg.register(
-        NodeKind::new("test.slow", "slow pass-through", |o| {
-            let at = |k: &str| o.i64(k).ok().filter(|v| *v >= 0).map(|v| v as u64);
-            Ok(Box::new(Slow {
-                delay: Duration::from_micros(o.u64("delay_us")?),
+                count: c.count,
+                pace: Duration::from_micros(c.pace_us),
+            })
+        },
+    ))
+    .unwrap();
+    reg.register(NodeKind::processor(
+        "test.slow",
+        "slow pass-through",
+        |p| {
+            (
+                p.input::<Event>("in", "numbers"),
+                p.output::<Event>("out", "numbers"),
+            )
+        },
+        |c: SlowConfig, (input, out)| {
+            let at = |v: i64| u64::try_from(v).ok();
+            Ok(Slow {
+                input,
+                out,
+                delay: Duration::from_micros(c.delay_us),
                 seen: 0,
-                fail_at: at("fail_at"),
-                panic_at: at("panic_at"),
-                backwards: o.bool("backwards")?,
-            }))
-        })
-        .input(PortSpec::new("in", PortType::Event, "numbers"))
-        .output(PortSpec::new("out", PortType::Event, "numbers"))
-        .option(OptionSpec::with_default(
-            "delay_us",
-            OptionType::Int,
-            0,
-            "sleep per packet",
-        ))
-        .option(OptionSpec::with_default(
-            "fail_at",
-            OptionType::Int,
-            -1,
-            "fail at this packet",
-        ))
-        .option(OptionSpec::with_default(
-            "panic_at",
-            OptionType::Int,
-            -1,
-            "panic at this packet",
-        ))
-        .option(OptionSpec::with_default(
-            "backwards",
-            OptionType::Bool,
-            false,
-            "send a timestamp backwards",
-        )),
-    );
-    let (sink, rx) = channel_sink("test.collect", PortType::Event);
-    reg.register(sink);
+                fail_at: at(c.fail_at),
+                panic_at: at(c.panic_at),
+                backwards: c.backwards,
+            })
+        },
+    ))
+    .unwrap();
+    let (sink, rx) = channel_sink("test.collect", Event::PORT, SINK_CAPACITY);
+    reg.register(sink).unwrap();
     (reg, rx)
 }
 
@@ -154,9 +181,12 @@ fn graph(count: u64, queue: &str, slow: &str) -> String {
 
 fn numbers(rx: &Receiver<Packet>) -> Vec<u64> {
     rx.try_iter()
-        .map(|p| match p.payload {
-            Payload::Event(e) => e.fields.as_u64().unwrap(),
-            _ => panic!("not an event"),
+        .map(|p| {
+            p.get::<Event>()
+                .expect("not an event")
+                .fields
+                .as_u64()
+                .unwrap()
         })
         .collect()
 }
@@ -171,6 +201,7 @@ fn block_loses_nothing_and_keeps_order() {
     .unwrap();
     assert_eq!(numbers(&rx), (0..500).collect::<Vec<_>>());
     assert_eq!(report.total_dropped(), 0);
+    assert_eq!(report.total_flushed(), 0, "no interrupt, nothing flushed");
     let edge = report.edge_to("slow.in").unwrap();
     assert_eq!(edge.sent, 500);
     assert!(
@@ -299,8 +330,8 @@ fn stop_ends_sources_and_drains_everything_produced() {
 #[test]
 fn fan_out_delivers_every_packet_to_every_consumer() {
     let (mut reg, rx) = test_registry();
-    let (sink2, rx2) = channel_sink("test.collect2", PortType::Event);
-    reg.register(sink2);
+    let (sink2, rx2) = channel_sink("test.collect2", Event::PORT, SINK_CAPACITY);
+    reg.register(sink2).unwrap();
     let yaml = "nodes:
   source: { node: test.counter, with: { count: 200 } }
   a: { node: test.collect, in: { in: source.out } }
@@ -315,10 +346,10 @@ fn fan_out_delivers_every_packet_to_every_consumer() {
 #[test]
 fn stop_ends_a_graph_whose_program_source_is_idle() {
     let mut reg = Registry::new();
-    let (source, tx) = weir_engine::channel_source("test.program", PortType::Event);
-    let (sink, rx) = channel_sink("test.collect", PortType::Event);
-    reg.register(source);
-    reg.register(sink);
+    let (source, tx) = weir_engine::channel_source("test.program", Event::PORT, 16);
+    let (sink, rx) = channel_sink("test.collect", Event::PORT, SINK_CAPACITY);
+    reg.register(source).unwrap();
+    reg.register(sink).unwrap();
     let yaml = "nodes:
   program: { node: test.program }
   collect: { node: test.collect, in: { in: program.out } }
@@ -327,12 +358,8 @@ fn stop_ends_a_graph_whose_program_source_is_idle() {
         .load_str(std::path::Path::new("t.yaml"), yaml)
         .unwrap();
     let running = Graph::build(plan, &reg).unwrap().start().unwrap();
-    let ev = Event {
-        name: Arc::from("n"),
-        fields: Arc::new(serde_json::json!(7)),
-    };
-    tx.send(Packet::new(Timestamp::ZERO, Payload::Event(ev)))
-        .unwrap();
+    let ev = Event::new("n", serde_json::json!(7));
+    tx.send(Packet::new(Timestamp::ZERO, ev)).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t0 = std::time::Instant::now();
     running.stop_handle().stop();

@@ -38,7 +38,7 @@ fn every_invalid_graph_reports_its_errors_with_positions() {
         }
         checked += 1;
     }
-    assert!(checked >= 13, "only {checked} fixtures found");
+    assert!(checked >= 14, "only {checked} fixtures found");
 }
 
 #[test]
@@ -86,6 +86,12 @@ fn set_overrides_are_validated_like_the_file() {
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
+    // Problems of `--set` are reported at the command line, not at a line of the file.
+    assert!(
+        stderr(&out).contains("--> command line: --set vda.threshold_db=-30"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("no node named `vda`"),
         "{}",
@@ -107,6 +113,11 @@ fn set_overrides_are_validated_like_the_file() {
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--> command line: --set vad.threshold_db="),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("number, found string `loud`"),
         "{}",

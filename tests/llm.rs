@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use weir_engine::{
-    channel_sink, channel_source, Graph, Loader, Packet, Payload, PortType, RunError, Text,
-    Timestamp, Token,
+    channel_sink, channel_source, Graph, Loader, Packet, Payload, RunError, Timestamp,
 };
+use weir_media::{Text, Token};
 use weir_ml::llm::{CacheForm, ChatConfig, ChatModel, LlmError, SamplerConfig, TextStream};
 
 const FETCH: &str = "bash tools/fetch-models.sh";
@@ -55,19 +55,20 @@ impl Turn {
 /// (`(node name, options as a YAML flow map)`), each output into its own sink; returns the
 /// turns of every chat node, in order.
 fn run_chats(chats: &[(&str, String)], prompts: &[&str]) -> Result<Vec<Vec<Turn>>, RunError> {
-    let mut registry = weir_nodes::registry();
-    weir_ml::register(&mut registry);
-    let (source, tx) = channel_source("test.prompts", PortType::Text);
-    registry.register(source);
+    let mut registry = weir_nodes::registry().expect("node kinds register once");
+    weir_ml::register(&mut registry).expect("ML node kinds register once");
+    let (source, tx) = channel_source("test.prompts", Text::PORT, 16);
+    registry.register(source).unwrap();
     let mut yaml = String::from("nodes:\n  input: { node: test.prompts }\n");
     let mut sinks: Vec<(Receiver<Packet>, Receiver<Packet>)> = Vec::new();
     for (i, (name, with)) in chats.iter().enumerate() {
         let tokens_kind: &'static str = Box::leak(format!("test.tokens{i}").into_boxed_str());
         let text_kind: &'static str = Box::leak(format!("test.text{i}").into_boxed_str());
-        let (tokens_sink, tokens_rx) = channel_sink(tokens_kind, PortType::Token);
-        let (text_sink, text_rx) = channel_sink(text_kind, PortType::Text);
-        registry.register(tokens_sink);
-        registry.register(text_sink);
+        // Read only after the run: room for every answer.
+        let (tokens_sink, tokens_rx) = channel_sink(tokens_kind, Token::PORT, 4096);
+        let (text_sink, text_rx) = channel_sink(text_kind, Text::PORT, 4096);
+        registry.register(tokens_sink).unwrap();
+        registry.register(text_sink).unwrap();
         sinks.push((tokens_rx, text_rx));
         yaml.push_str(&format!(
             "  {name}: {{ node: llm.chat, in: {{ prompt: input.out }}, with: {with} }}\n\
@@ -86,7 +87,7 @@ fn run_chats(chats: &[(&str, String)], prompts: &[&str]) -> Result<Vec<Vec<Turn>
             start: t,
             end: Timestamp::from_secs_f64(i as f64 * 2.0 + 1.5),
         };
-        tx.send(Packet::new(t, Payload::Text(text))).unwrap();
+        tx.send(Packet::new(t, text)).unwrap();
     }
     drop(tx);
     running.wait()?;
@@ -95,15 +96,15 @@ fn run_chats(chats: &[(&str, String)], prompts: &[&str]) -> Result<Vec<Vec<Turn>
         .map(|(tokens_rx, text_rx)| {
             let texts: Vec<(Timestamp, Text)> = text_rx
                 .try_iter()
-                .map(|p| match p.payload {
-                    Payload::Text(t) => (p.timestamp, t),
-                    other => panic!("text output carried {other:?}"),
+                .map(|p| match p.get::<Text>() {
+                    Some(t) => (p.timestamp, t.clone()),
+                    None => panic!("text output carried {p:?}"),
                 })
                 .collect();
             let mut turns: Vec<Vec<(Timestamp, Token)>> = vec![Vec::new()];
             for p in tokens_rx.try_iter() {
-                let Payload::Token(t) = p.payload else {
-                    panic!("tokens output carried {:?}", p.payload)
+                let Some(t) = p.get::<Token>().cloned() else {
+                    panic!("tokens output carried {p:?}")
                 };
                 let last = t.last;
                 turns.last_mut().unwrap().push((p.timestamp, t));

@@ -7,7 +7,8 @@ use std::f64::consts::PI;
 use std::path::Path;
 
 use common::{data, read_wav, registry, root, scratch, stderr, wav_frames, weir};
-use weir_engine::{channel_sink, Graph, Loader, Payload, PortType, Timestamp};
+use weir_engine::{channel_sink, Graph, Loader, Payload, Timestamp};
+use weir_media::AudioFrame;
 
 fn expected_len(frames: u64, from: u32, to: u32) -> u64 {
     (frames as f64 * f64::from(to) / f64::from(from)).round() as u64
@@ -100,8 +101,8 @@ fn sine_48k_to_16k_keeps_frequency_and_60db_snr() {
 #[test]
 fn timestamps_increase_and_match_sample_positions() {
     let mut reg = registry();
-    let (sink, rx) = channel_sink("test.collect", PortType::Audio);
-    reg.register(sink);
+    let (sink, rx) = channel_sink("test.collect", AudioFrame::PORT, 64);
+    reg.register(sink).unwrap();
     let input = data("synth/question_44k_stereo.wav");
     let yaml = format!(
         "nodes:
@@ -121,9 +122,7 @@ fn timestamps_increase_and_match_sample_positions() {
     let mut next = 0u64;
     let mut last: Option<Timestamp> = None;
     for p in &packets {
-        let Payload::Audio(a) = &p.payload else {
-            panic!("not audio")
-        };
+        let a = p.get::<AudioFrame>().expect("not audio");
         assert_eq!((a.rate, a.channels), (16000, 1));
         assert_eq!(a.start_sample, next, "gap or overlap in the stream");
         assert_eq!(p.timestamp, Timestamp::from_samples(a.start_sample, 16000));

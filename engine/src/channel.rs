@@ -289,7 +289,14 @@ mod tests {
 
     fn make(size: usize, overflow: Overflow, stats: &Arc<EdgeStats>) -> (EdgeSender, EdgeReceiver) {
         let clock = Clock::new(ClockKind::Real, 0, 0);
-        edge(0, QueueConfig { size, overflow }, stats.clone(), clock, 0, 0)
+        edge(
+            0,
+            QueueConfig { size, overflow },
+            stats.clone(),
+            clock,
+            0,
+            0,
+        )
     }
 
     #[test]
@@ -320,7 +327,11 @@ mod tests {
         for overflow in [Overflow::Block, Overflow::DropOldest, Overflow::DropNewest] {
             let (tx, rx) = make(2, overflow, &Arc::default());
             drop(rx);
-            assert_eq!(tx.send(pkt(0), &mut Duration::default()), Err(Disconnected), "{overflow}");
+            assert_eq!(
+                tx.send(pkt(0), &mut Duration::default()),
+                Err(Disconnected),
+                "{overflow}"
+            );
         }
     }
 }

@@ -262,7 +262,9 @@ impl Clock {
         }
         let deliverable = s.nodes.iter().any(|n| {
             matches!(n.activity, Activity::Waiting(_))
-                && n.listening.iter().any(|&e| s.queued.get(e).is_some_and(|&q| q > 0))
+                && n.listening
+                    .iter()
+                    .any(|&e| s.queued.get(e).is_some_and(|&q| q > 0))
         });
         if deliverable {
             return;

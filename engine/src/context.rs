@@ -46,7 +46,8 @@ pub struct Context {
     pub(crate) shared: Arc<GraphShared>,
     pub(crate) control: Receiver<()>,
     pub(crate) stats: Arc<NodeStats>,
-    /// Time spent blocked on full queues during the current call.
+    /// Time spent waiting during the current call (full queues, the clock, outside input),
+    /// left out of the node's process time.
     pub(crate) blocked: Duration,
     open_edges: usize,
     had_edges: bool,
@@ -97,11 +98,15 @@ impl Context {
         timestamp: Timestamp,
         value: T,
     ) -> Result<(), NodeError> {
-        self.send_packet(port.index, Packet::new(timestamp, value))
+        self.send_unchecked(port.index, Packet::new(timestamp, value))
     }
 
     /// Sends a packet received earlier (a pass-through) on output `port`.
-    pub fn forward<T: Payload>(&mut self, port: Output<T>, packet: Packet) -> Result<(), NodeError> {
+    pub fn forward<T: Payload>(
+        &mut self,
+        port: Output<T>,
+        packet: Packet,
+    ) -> Result<(), NodeError> {
         if !packet.is::<T>() {
             return Err(NodeError::new(format!(
                 "cannot forward {} on an output of {}",
@@ -109,12 +114,13 @@ impl Context {
                 T::PORT
             )));
         }
-        self.send_packet(port.index, packet)
+        self.send_unchecked(port.index, packet)
     }
 
-    /// Sends a packet on output `index`, checking its type at run time.
-    pub(crate) fn send_packet(&mut self, index: usize, mut packet: Packet) -> Result<(), NodeError> {
-        let Some(p) = self.outputs.get_mut(index) else {
+    /// Sends a packet on output `index`, checking its type at run time (for endpoints whose
+    /// payload type is known only at run time).
+    pub(crate) fn send_packet(&mut self, index: usize, packet: Packet) -> Result<(), NodeError> {
+        let Some(p) = self.outputs.get(index) else {
             return Err(NodeError::new(format!("no output port #{index}")));
         };
         if p.ty != PortType::ANY && packet.port_type() != p.ty {
@@ -125,6 +131,14 @@ impl Context {
                 packet.port_type()
             )));
         }
+        self.send_unchecked(index, packet)
+    }
+
+    /// Sends a packet whose type matches the port (typed handles guarantee it).
+    fn send_unchecked(&mut self, index: usize, mut packet: Packet) -> Result<(), NodeError> {
+        let Some(p) = self.outputs.get_mut(index) else {
+            return Err(NodeError::new(format!("no output port #{index}")));
+        };
         if let Some(last) = p.last {
             if packet.timestamp < last {
                 return Err(NodeError::new(format!(
@@ -208,6 +222,13 @@ impl Context {
     /// Waits until graph time `t`. Returns false, early, if the node is interrupted or the
     /// graph stops meanwhile.
     pub fn sleep_until(&mut self, t: Timestamp) -> bool {
+        let started = std::time::Instant::now();
+        let reached = self.sleep_until_inner(t);
+        self.blocked += started.elapsed();
+        reached
+    }
+
+    fn sleep_until_inner(&mut self, t: Timestamp) -> bool {
         loop {
             if self.cancelled() || self.stopping() {
                 return false;
@@ -240,6 +261,13 @@ impl Context {
     /// graph stops or the node is interrupted. The virtual clock counts the node idle while
     /// it waits.
     pub fn wait_external<T>(&mut self, rx: &Receiver<T>) -> External<T> {
+        let started = std::time::Instant::now();
+        let got = self.wait_external_inner(rx);
+        self.blocked += started.elapsed();
+        got
+    }
+
+    fn wait_external_inner<T>(&mut self, rx: &Receiver<T>) -> External<T> {
         loop {
             if self.cancelled() || self.stopping() {
                 return External::Woken;

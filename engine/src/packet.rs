@@ -221,12 +221,18 @@ mod tests {
         assert_eq!(q.get::<Tick>(), Some(&Tick(7)));
         assert!(p.is::<Tick>());
         assert_eq!(p.port_type().name(), "tick");
-        assert_eq!(p.to_json(), serde_json::json!({"t": 5e-9, "type": "tick", "n": 7}));
+        assert_eq!(
+            p.to_json(),
+            serde_json::json!({"t": 5e-9, "type": "tick", "n": 7})
+        );
     }
 
     #[test]
     fn sample_times_saturate() {
-        assert_eq!(Timestamp::from_samples(16_000, 16_000).as_nanos(), 1_000_000_000);
+        assert_eq!(
+            Timestamp::from_samples(16_000, 16_000).as_nanos(),
+            1_000_000_000
+        );
         assert_eq!(Timestamp::from_samples(u64::MAX, 1), Timestamp::MAX);
     }
 }

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::node::{AnyNode, NodeError, Processor, Source};
-use crate::port::Ports;
 pub use crate::port::PortSpec;
+use crate::port::Ports;
 
 /// The type of an option value.
 #[derive(Clone, Debug, PartialEq)]
@@ -410,7 +410,8 @@ impl Registry {
     /// The [`Role::Recording`] kind whose first output carries `ty`, if any.
     pub fn recording_kind(&self, ty: crate::PortType) -> Option<&NodeKind> {
         self.kinds().find(|k| {
-            matches!(k.role, Role::Recording { .. }) && k.outputs.first().is_some_and(|o| o.ty == ty)
+            matches!(k.role, Role::Recording { .. })
+                && k.outputs.first().is_some_and(|o| o.ty == ty)
         })
     }
 

@@ -330,7 +330,14 @@ impl Graph {
             .collect();
         let mut downstream: Vec<Vec<usize>> = self.nodes.iter().map(|_| Vec::new()).collect();
         for (id, (e, stats)) in self.plan.edges.iter().zip(&edge_stats).enumerate() {
-            let (tx, rx) = edge(id, e.queue, stats.clone(), clock.clone(), e.from_node, e.to_port);
+            let (tx, rx) = edge(
+                id,
+                e.queue,
+                stats.clone(),
+                clock.clone(),
+                e.from_node,
+                e.to_port,
+            );
             ports[e.from_node][e.from_port].edges.push(tx);
             receivers[e.to_node].push(rx);
             if !downstream[e.from_node].contains(&e.to_node) {
@@ -338,7 +345,9 @@ impl Graph {
             }
         }
         for (region, i) in self.plan.interrupts.iter().enumerate() {
-            ports[i.trigger_node][i.trigger_port].interrupts.push(region);
+            ports[i.trigger_node][i.trigger_port]
+                .interrupts
+                .push(region);
         }
 
         let started = Instant::now();
@@ -639,6 +648,7 @@ impl NodeThread {
             })
             .collect();
         let clock = ctx.shared.clock.clone();
+        let mut scratch = Scratch::default();
         loop {
             if ctx.shared.aborting() {
                 return Ok(());
@@ -670,7 +680,7 @@ impl NodeThread {
                     }
                 }
             }
-            wait(&mut slots, ctx, &clock, due);
+            wait(&mut slots, ctx, &clock, due, &mut scratch);
         }
     }
 
@@ -719,7 +729,13 @@ fn accept(slot: &mut InputSlot, packet: Packet, ctx: &Context) {
     if stale(&packet, &slot.rx, ctx) {
         slot.rx.flushed();
     } else {
-        slot.held.push_back((packet, ctx.now()));
+        // A single input is handed over at once: its arrival time is not needed.
+        let arrived = if slot.capacity > 1 {
+            ctx.now()
+        } else {
+            Timestamp::ZERO
+        };
+        slot.held.push_back((packet, arrived));
     }
 }
 
@@ -743,19 +759,63 @@ fn take_earliest(slots: &mut [InputSlot], ctx: &Context) -> Option<Incoming> {
     })
 }
 
+/// Spins, then yields, for a short while before a blocking wait, like crossbeam's own `recv`:
+/// a packet that arrives meanwhile is taken without the cost of registering with several
+/// channels. True if data or a signal is ready (an input's end is seen by the blocking
+/// wait).
+fn ready_soon(slots: &[InputSlot], waiting: &[usize], ctx: &Context) -> bool {
+    const SPIN_ROUNDS: u32 = 6;
+    const YIELD_ROUNDS: u32 = 4;
+    let ready = || !ctx.control.is_empty() || waiting.iter().any(|&i| !slots[i].rx.rx.is_empty());
+    for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+        if ready() {
+            return true;
+        }
+        if round < SPIN_ROUNDS {
+            for _ in 0..(1 << round) {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    false
+}
+
+/// Buffers reused by every wait of a node's input loop (no allocation per packet).
+#[derive(Default)]
+struct Scratch {
+    waiting: Vec<usize>,
+    edges: Vec<usize>,
+}
+
 /// Blocks until a packet arrives on an input with room, a signal arrives on the control
 /// lane, or graph time `due` passes.
-fn wait(slots: &mut [InputSlot], ctx: &Context, clock: &Clock, due: Option<Timestamp>) {
-    let waiting: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].has_room()).collect();
+fn wait(
+    slots: &mut [InputSlot],
+    ctx: &Context,
+    clock: &Clock,
+    due: Option<Timestamp>,
+    scratch: &mut Scratch,
+) {
+    let waiting = &mut scratch.waiting;
+    waiting.clear();
+    waiting.extend((0..slots.len()).filter(|&i| slots[i].has_room()));
+    if !clock.is_virtual() && ready_soon(slots, waiting, ctx) {
+        return;
+    }
     if clock.is_virtual() {
-        let edges: Vec<usize> = waiting.iter().map(|&i| slots[i].rx.id()).collect();
-        if !clock.wait(ctx.me, due, &edges) {
+        scratch.edges.clear();
+        scratch
+            .edges
+            .extend(waiting.iter().map(|&i| slots[i].rx.id()));
+        if !clock.wait(ctx.me, due, &scratch.edges) {
             return;
         }
     }
     let mut select = Select::new();
     select.recv(&ctx.control);
-    for &i in &waiting {
+    for &i in waiting.iter() {
         select.recv(&slots[i].rx.rx);
     }
     let op = match (clock.kind(), due) {

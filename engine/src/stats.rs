@@ -101,7 +101,8 @@ pub struct NodeStats {
     pub packets_in: AtomicU64,
     /// Packets sent on all outputs (counted once per port, not per edge).
     pub packets_out: AtomicU64,
-    /// Time spent in `process` (or `produce` for sources), without time blocked sending.
+    /// Time spent in `process` (or `produce` for sources), without time spent waiting (full
+    /// queues, the clock, input from outside the graph).
     pub process_time: LatencyHistogram,
     /// Interrupts that reached the node (its own or one upstream of it).
     pub interrupts: AtomicU64,

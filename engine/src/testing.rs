@@ -81,7 +81,10 @@ pub struct RunOutput {
 impl RunOutput {
     /// The packets sent on output `port`.
     pub fn packets(&self, port: &str) -> &[Packet] {
-        self.outputs.get(port).map(Vec::as_slice).unwrap_or_default()
+        self.outputs
+            .get(port)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// The payloads of type `T` sent on output `port`.
@@ -131,7 +134,11 @@ fn feeder_kind(name: &'static str, ty: PortType, packets: Vec<Packet>, paced: bo
     ports.dynamic_output("out", ty, "fed packets");
     let slot = Mutex::new(Some(packets));
     NodeKind::with_factory::<NoConfig>(name, "test feeder", ports, move |_| {
-        let packets = slot.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+        let packets = slot
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_default();
         Ok(AnyNode::Source(Box::new(Feeder {
             packets: packets.into_iter(),
             paced,
@@ -215,8 +222,9 @@ impl NodeRunner {
             yaml.push_str(&format!("  trigger: {{ node: {name} }}\n"));
             interrupt = ", interrupt: trigger.out".to_string();
         }
-        let with = serde_json::to_string(&self.options.into_iter().collect::<serde_json::Map<_, _>>())
-            .unwrap_or_else(|_| "{}".into());
+        let with =
+            serde_json::to_string(&self.options.into_iter().collect::<serde_json::Map<_, _>>())
+                .unwrap_or_else(|_| "{}".into());
         yaml.push_str(&format!(
             "  node: {{ node: {kind_name}, in: {{ {} }}, with: {with}{interrupt} }}\n",
             wiring.join(", ")
@@ -235,7 +243,11 @@ impl NodeRunner {
                 "test collector",
                 ports,
                 move |_| {
-                    let store = slot.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+                    let store = slot
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.take())
+                        .unwrap_or_default();
                     Ok(AnyNode::Processor(Box::new(Collector(store))))
                 },
             ));
@@ -246,7 +258,9 @@ impl NodeRunner {
         let plan = Loader::new(&registry)
             .load_str(Path::new("node-runner.yaml"), &yaml)
             .map_err(|e| RunnerError::Graph(e.to_string()))?;
-        let report = Graph::build(plan, &registry)?.with_clock(self.clock).run()?;
+        let report = Graph::build(plan, &registry)?
+            .with_clock(self.clock)
+            .run()?;
         let outputs = collected
             .into_iter()
             .map(|(k, v)| {

@@ -236,9 +236,16 @@ nodes:
     let report = run(&r, yaml, ClockKind::Virtual);
     let made = made.load(Ordering::Relaxed);
     let got = got.lock().unwrap().clone();
-    assert_eq!(made, 20, "tokens at 10..=200 ms were made, none after 205 ms");
+    assert_eq!(
+        made, 20,
+        "tokens at 10..=200 ms were made, none after 205 ms"
+    );
     let flushed = report.edge_to("sink.in").unwrap().flushed;
-    assert_eq!(got.len() as u64 + flushed, made, "every token is delivered or flushed");
+    assert_eq!(
+        got.len() as u64 + flushed,
+        made,
+        "every token is delivered or flushed"
+    );
     assert!(flushed >= 10, "the queued tokens were flushed: {flushed}");
     let cut = ms(205);
     assert!(
@@ -288,7 +295,8 @@ fn the_virtual_clock_replays_paced_sources_fast_and_exactly() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let mut r = Registry::new();
     r.register(ticker_kind()).unwrap();
-    r.register(recorder_kind("test.record", got.clone())).unwrap();
+    r.register(recorder_kind("test.record", got.clone()))
+        .unwrap();
     // 30 s of packets every 20 ms.
     let yaml = "
 nodes:
@@ -313,22 +321,25 @@ nodes:
 fn a_stop_wakes_a_sleeping_source_at_once() {
     let mut r = Registry::new();
     r.register(ticker_kind()).unwrap();
-    r.register(recorder_kind("test.record", Arc::default())).unwrap();
+    r.register(recorder_kind("test.record", Arc::default()))
+        .unwrap();
     let yaml = "
 nodes:
   src: { node: test.ticker, with: { count: 3, step_ms: 3600000 } }
   rec: { node: test.record, in: { in: src.out } }
 ";
-    let plan = Loader::new(&r)
-        .load_str(Path::new("t.yaml"), yaml)
-        .unwrap();
+    let plan = Loader::new(&r).load_str(Path::new("t.yaml"), yaml).unwrap();
     let running = Graph::build(plan, &r).unwrap().start().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     running.stop_handle().stop();
     let report = running.wait().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(report.node("rec").unwrap().packets_in, 1, "only the packet at 0 ms");
+    assert_eq!(
+        report.node("rec").unwrap().packets_in,
+        1,
+        "only the packet at 0 ms"
+    );
 }
 
 // ---------------------------------------------------------------- merge
@@ -356,13 +367,18 @@ fn pair_kind(got: Arc<Mutex<Vec<(char, u64, Timestamp)>>>) -> NodeKind {
     fn ports(p: &mut Ports) -> (Input<Num>, Input<Num>) {
         (p.input("a", ""), p.input("b", ""))
     }
-    NodeKind::processor("test.pair", "two inputs", ports, move |_: NoConfig, (a, b)| {
-        Ok(Pair {
-            a,
-            b,
-            got: got.clone(),
-        })
-    })
+    NodeKind::processor(
+        "test.pair",
+        "two inputs",
+        ports,
+        move |_: NoConfig, (a, b)| {
+            Ok(Pair {
+                a,
+                b,
+                got: got.clone(),
+            })
+        },
+    )
 }
 
 #[test]
@@ -399,7 +415,10 @@ fn a_silent_input_is_waited_for_at_most_the_merge_bound() {
         ('a', 40, ms(140)),
         ('b', 1000, ms(1000)),
     ];
-    assert_eq!(got, seen, "each packet of `a` waited 100 ms of graph time for `b`");
+    assert_eq!(
+        got, seen,
+        "each packet of `a` waited 100 ms of graph time for `b`"
+    );
 }
 
 // ---------------------------------------------------------------- barrier and defects
@@ -539,7 +558,10 @@ fn a_kind_cannot_be_registered_twice() {
     let mut r = Registry::new();
     r.register(ticker_kind()).unwrap();
     let err = r.register(ticker_kind()).unwrap_err();
-    assert_eq!(err.to_string(), "node kind `test.ticker` is registered twice");
+    assert_eq!(
+        err.to_string(),
+        "node kind `test.ticker` is registered twice"
+    );
 }
 
 #[test]

@@ -180,7 +180,10 @@ mod tests {
             json!({"t": 1.0, "type": "segment", "start": 1.0, "end": 1.5,
                    "start_sample": 16000, "samples": 8000, "rate": 16000})
         );
-        let e = Packet::new(Timestamp::ZERO, Event::new("speech_start", json!({"sample": 3})));
+        let e = Packet::new(
+            Timestamp::ZERO,
+            Event::new("speech_start", json!({"sample": 3})),
+        );
         assert_eq!(
             e.to_json(),
             json!({"t": 0.0, "type": "event", "event": "speech_start", "sample": 3})

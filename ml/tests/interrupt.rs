@@ -152,6 +152,84 @@ fn interrupt_stops_the_answer_and_the_next_prompt_is_answered() {
     assert!(!text.text.trim().is_empty());
 }
 
+/// The program stops reading tokens, so the answer's tokens queue up on the edge in front of
+/// the sink; then it interrupts. The queued tokens must never reach the sink: they are
+/// discarded and counted as flushed on that edge.
+#[test]
+fn tokens_queued_before_an_interrupt_never_reach_the_sink_and_are_counted_flushed() {
+    let dir = model_dir();
+    let mut registry = Registry::new();
+    weir_ml::register(&mut registry).unwrap();
+    let (prompts, prompt_tx) = channel_source("test.prompts", Text::PORT, 4);
+    let (trigger, trigger_tx) = channel_source("test.trigger", Event::PORT, 1);
+    // The sink hands tokens to the program through a channel of 2: when the program does not
+    // read, the sink blocks and the answer's tokens queue on the edge (16) in front of it.
+    let (tokens_sink, tokens_rx) = channel_sink("test.tokens", Token::PORT, 2);
+    for kind in [prompts, trigger, tokens_sink] {
+        registry.register(kind).unwrap();
+    }
+    let yaml = format!(
+        "nodes:
+  prompts: {{ node: test.prompts }}
+  trigger: {{ node: test.trigger }}
+  chat:
+    node: llm.chat
+    in: {{ prompt: prompts.out }}
+    with: {{ model_dir: {dir:?}, max_tokens: {MAX_TOKENS} }}
+    interrupt: trigger.out
+  tokens: {{ node: test.tokens, in: {{ in: chat.tokens }}, queue: {{ size: 16 }} }}
+"
+    );
+    let plan = Loader::new(&registry)
+        .load_str(Path::new("flush-test.yaml"), &yaml)
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let running = Graph::build(plan, &registry).unwrap().start().unwrap();
+    prompt_tx.send(prompt(Timestamp::ZERO, STORY)).unwrap();
+    let first = tokens_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the first token of the story within 2 minutes");
+    // Let the queue fill: 16 + 2 tokens at ~35 ms each.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stop = Event::new("speech_start", serde_json::json!({}));
+    trigger_tx.send(Packet::new(Timestamp::ZERO, stop)).unwrap();
+    drop((prompt_tx, trigger_tx));
+    let mut received = vec![first];
+    received.extend(tokens_rx.iter());
+    let report = running.wait().unwrap();
+
+    let chat = report.node("chat").unwrap();
+    let edge = report.edge_to("tokens.in").unwrap();
+    println!(
+        "sent {} tokens, the sink got {}, flushed {}",
+        chat.packets_out,
+        received.len(),
+        edge.flushed
+    );
+    assert_eq!(chat.interrupts, 1);
+    assert!(
+        (chat.packets_out as usize) < MAX_TOKENS,
+        "the answer was not stopped"
+    );
+    assert!(
+        received.len() <= 1 + 2 + 1,
+        "only the tokens the program or the sink already held arrive: {}",
+        received.len()
+    );
+    assert!(
+        edge.flushed >= chat.packets_out - received.len() as u64,
+        "every token sent but not received is counted flushed: {edge:?}"
+    );
+    assert!(
+        edge.flushed >= 10,
+        "the queue in front of the sink was flushed: {edge:?}"
+    );
+    assert_eq!(
+        report.total_dropped(),
+        0,
+        "flushes are not counted as drops"
+    );
+}
+
 #[test]
 fn an_overlong_prompt_is_skipped_and_the_next_one_answered() {
     let dir = model_dir();

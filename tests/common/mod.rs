@@ -32,9 +32,9 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Every node kind the launcher knows.
 pub fn registry() -> Registry {
-    let mut r = weir_nodes::registry();
-    weir_ml::register(&mut r);
-    weir_live::register(&mut r);
+    let mut r = weir_nodes::registry().expect("node kinds register once");
+    weir_ml::register(&mut r).expect("ML node kinds register once");
+    weir_live::register(&mut r).expect("live node kinds register once");
     r
 }
 

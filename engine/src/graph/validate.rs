@@ -121,7 +121,12 @@ impl GraphPlan {
             if std::mem::replace(&mut reached[n], true) {
                 continue;
             }
-            stack.extend(self.edges.iter().filter(|e| e.from_node == n).map(|e| e.to_node));
+            stack.extend(
+                self.edges
+                    .iter()
+                    .filter(|e| e.from_node == n)
+                    .map(|e| e.to_node),
+            );
         }
         self.topological_order()
             .into_iter()
@@ -738,12 +743,15 @@ impl<'a> Validator<'a> {
         };
         if !(0.0..=MAX_MERGE_WAIT_MS).contains(&ms.value) {
             self.report(
-                Diagnostic::new(pos_of(ms, ms.value.to_string().len()), "invalid `merge_wait_ms`")
-                    .node(&p.name.value)
-                    .expected(format!(
-                        "milliseconds in 0..={MAX_MERGE_WAIT_MS}, found {}",
-                        ms.value
-                    )),
+                Diagnostic::new(
+                    pos_of(ms, ms.value.to_string().len()),
+                    "invalid `merge_wait_ms`",
+                )
+                .node(&p.name.value)
+                .expected(format!(
+                    "milliseconds in 0..={MAX_MERGE_WAIT_MS}, found {}",
+                    ms.value
+                )),
             );
             return DEFAULT_MERGE_WAIT;
         }
