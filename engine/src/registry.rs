@@ -267,11 +267,8 @@ impl NodeKind {
         P: 'static,
         N: Source + 'static,
     {
-        let mut ports = Ports::default();
-        declare(&mut ports);
-        Self::with_factory::<C>(name, doc, ports, move |o| {
-            let node = build(o.to_config(name)?, declare(&mut Ports::default()))?;
-            Ok(AnyNode::Source(Box::new(node)))
+        Self::typed(name, doc, declare, move |c, p| {
+            Ok(AnyNode::Source(Box::new(build(c, p)?)))
         })
     }
 
@@ -288,11 +285,23 @@ impl NodeKind {
         P: 'static,
         N: Processor + 'static,
     {
+        Self::typed(name, doc, declare, move |c, p| {
+            Ok(AnyNode::Processor(Box::new(build(c, p)?)))
+        })
+    }
+
+    /// The port declarations from one call of `declare`; each build makes fresh handles
+    /// with another call and a config from the validated options.
+    fn typed<C: Config, P: 'static>(
+        name: &'static str,
+        doc: &'static str,
+        declare: fn(&mut Ports) -> P,
+        build: impl Fn(C, P) -> Result<AnyNode, NodeError> + Send + Sync + 'static,
+    ) -> Self {
         let mut ports = Ports::default();
         declare(&mut ports);
         Self::with_factory::<C>(name, doc, ports, move |o| {
-            let node = build(o.to_config(name)?, declare(&mut Ports::default()))?;
-            Ok(AnyNode::Processor(Box::new(node)))
+            build(o.to_config(name)?, declare(&mut Ports::default()))
         })
     }
 
