@@ -98,16 +98,39 @@ impl<'a> Loader<'a> {
 
     /// Reads and validates the graph file at `path`.
     pub fn load_file(&self, path: &Path) -> Result<GraphPlan, GraphFileError> {
-        match std::fs::read_to_string(path) {
+        let fail = |source: String, d: Diagnostic| GraphFileError {
+            file: path.to_path_buf(),
+            source,
+            diagnostics: vec![d],
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let d = Diagnostic::new(Pos::default(), format!("cannot read graph file: {e}"))
+                    .expected("a readable YAML file");
+                return Err(fail(String::new(), d));
+            }
+        };
+        match String::from_utf8(bytes) {
             Ok(text) => self.load_str(path, &text),
-            Err(e) => Err(GraphFileError {
-                file: path.to_path_buf(),
-                source: String::new(),
-                diagnostics: vec![Diagnostic::new(
-                    Pos::default(),
-                    format!("cannot read graph file: {e}"),
-                )],
-            }),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let good = String::from_utf8_lossy(&bytes[..at]).into_owned();
+                let line = good.matches('\n').count() as u64 + 1;
+                let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+                let shown = String::from_utf8_lossy(bytes).into_owned();
+                let d = Diagnostic::new(
+                    Pos {
+                        line,
+                        column,
+                        len: 1,
+                    },
+                    format!("the file is not UTF-8 text: byte 0x{:02x}", bytes[at]),
+                )
+                .expected("a YAML file saved as UTF-8");
+                Err(fail(shown, d))
+            }
         }
     }
 
@@ -144,9 +167,65 @@ fn syntax_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
         .map(|l| Pos::from_location(&l, 1))
         .unwrap_or_default();
     let text = e.without_snippet().to_string();
-    // The location is shown by our renderer; keep the first line of the message only.
-    let message = text.lines().next().unwrap_or("invalid YAML").to_string();
-    Diagnostic::new(pos, message)
+    // The location is shown by our renderer; keep the first line of the message only, and
+    // say in plain words what the parser's terms mean.
+    let first = text.lines().next().unwrap_or("invalid YAML");
+    let first = first.split(" at line ").next().unwrap_or(first);
+    let (message, expected) = plain_syntax_message(first);
+    let d = Diagnostic::new(pos, message);
+    match expected {
+        Some(e) => d.expected(e),
+        None => d,
+    }
+}
+
+/// The parser's message in a user's words, with what was expected where that is known.
+fn plain_syntax_message(raw: &str) -> (String, Option<&'static str>) {
+    const PLAIN: &[(&str, &str, &str)] = &[
+        (
+            "invalid u64",
+            "not a whole number",
+            "a whole number of 0 or more",
+        ),
+        ("invalid i64", "not a whole number", "a whole number"),
+        (
+            "invalid floating point",
+            "not a number",
+            "a number, e.g. 100 or 0.5",
+        ),
+        ("invalid boolean", "not true or false", "true or false"),
+        (
+            "budget breached",
+            "the file is too large or too deeply nested",
+            "a graph file of ordinary size",
+        ),
+        (
+            "recursive",
+            "YAML anchors that refer to themselves are not allowed",
+            "plain values instead of a self-referring anchor",
+        ),
+        (
+            "expected mapping",
+            "a mapping was expected here",
+            "`key: value` pairs (or `{ key: value }`)",
+        ),
+        (
+            "expected sequence",
+            "a list was expected here",
+            "a list, `[a, b]` or `- a` lines",
+        ),
+        (
+            "use Option",
+            "a value is missing here",
+            "a value after the `:`",
+        ),
+    ];
+    for (needle, message, expected) in PLAIN {
+        if raw.contains(needle) {
+            return (message.to_string(), Some(expected));
+        }
+    }
+    (raw.to_string(), None)
 }
 
 /// Loads and validates `path` with `registry`, applying `overrides`.

@@ -206,8 +206,15 @@ impl<'a> Validator<'a> {
         };
         let Some(nodes) = raw.nodes else {
             self.report(
-                Diagnostic::new(Pos::default(), "the graph has no `nodes:` section")
-                    .expected("`nodes:` with at least one node"),
+                Diagnostic::new(
+                    Pos {
+                        line: 1,
+                        column: 1,
+                        len: 1,
+                    },
+                    "the graph has no `nodes:` section",
+                )
+                .expected("`nodes:` with at least one node"),
             );
             return plan;
         };
