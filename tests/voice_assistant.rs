@@ -23,6 +23,7 @@ fn require_models() {
 fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {
     require_models();
     data("synth/question_44k_stereo.wav");
+    let out = common::scratch("voice_assistant_session");
     let run = weir(
         &[
             "run",
@@ -32,7 +33,7 @@ fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {
             "--set",
             "heard.format=json",
         ],
-        &[],
+        &[("WEIR_OUT", &out)],
     );
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -70,6 +71,48 @@ fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {
         tokens.last().unwrap()["last"],
         true,
         "the last token is flagged"
+    );
+
+    // The session log gets all three streams (their order is checked on the virtual clock).
+    let mut kinds = session_kinds(&out);
+    kinds.sort();
+    assert_eq!(kinds, ["speech_end", "speech_start", "text", "text"]);
+}
+
+/// `type` of each session log line, or the event's name for events.
+fn session_kinds(out: &std::path::Path) -> Vec<String> {
+    common::read_jsonl(&out.join("session.jsonl"))
+        .iter()
+        .map(|l| match l["type"].as_str() {
+            Some("event") => l["event"].as_str().unwrap_or("?").to_string(),
+            Some(t) => t.to_string(),
+            None => "?".to_string(),
+        })
+        .collect()
+}
+
+/// On the virtual clock the session log's merge never times out while a model works, so
+/// the three streams come out as one timeline in timestamp order (ties by input).
+#[test]
+fn the_session_log_is_one_timeline_on_the_virtual_clock() {
+    require_models();
+    let out = common::scratch("voice_assistant_timeline");
+    let run = weir(
+        &["run", "graphs/voice_assistant.yaml", "--clock", "virtual"],
+        &[("WEIR_OUT", &out)],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let log = common::read_jsonl(&out.join("session.jsonl"));
+    let times: Vec<f64> = log.iter().map(|l| l["t"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{log:?}");
+    assert_eq!(
+        session_kinds(&out),
+        ["text", "text", "speech_start", "speech_end"],
+        "transcript and answer carry the utterance's start time: {log:?}"
+    );
+    assert!(
+        log[1]["text"].as_str().unwrap().contains("Paris"),
+        "{log:?}"
     );
 }
 

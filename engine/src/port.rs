@@ -76,6 +76,12 @@ impl Ports {
         AnyInput(self.inputs.len() - 1)
     }
 
+    /// An input that accepts any payload and may stay unconnected.
+    pub fn optional_any_input(&mut self, name: &'static str, doc: &'static str) -> AnyInput {
+        self.add_input(name, PortType::ANY, false, doc);
+        AnyInput(self.inputs.len() - 1)
+    }
+
     /// An output of payload type `T`.
     pub fn output<T: Payload>(&mut self, name: &'static str, doc: &'static str) -> Output<T> {
         self.outputs.push(PortSpec {

@@ -6,6 +6,10 @@
 //!   in: { in: vad.segment }
 //!   with: { path: out/segments.jsonl }
 //! ```
+//! Up to four streams can go to one file, e.g. a session log of what was heard, what was
+//! answered and when speech started: `in: { in: asr.text, in2: slm.text, in3:
+//! vad.events }`. Lines are written in timestamp order across the inputs (the engine merges
+//! them), so the log reads as a timeline.
 //! Objects have `t` (seconds) and `type`, plus the payload's fields; see
 //! [`Packet::to_json`](weir_engine::Packet::to_json). Lines are buffered; the file is
 //! flushed at end of stream, including after a stop request (Ctrl-C, SIGTERM).
@@ -38,14 +42,20 @@ impl Config for JsonlConfig {
     }
 }
 
-/// The ports of `io.jsonl`.
+/// The ports of `io.jsonl`: one required input and three optional ones, all written to
+/// the same file.
 pub struct JsonlPorts {
-    input: AnyInput,
+    inputs: [AnyInput; 4],
 }
 
 fn ports(p: &mut Ports) -> JsonlPorts {
     JsonlPorts {
-        input: p.any_input("in", "anything to record"),
+        inputs: [
+            p.any_input("in", "anything to record"),
+            p.optional_any_input("in2", "a second stream for the same file"),
+            p.optional_any_input("in3", "a third stream for the same file"),
+            p.optional_any_input("in4", "a fourth stream for the same file"),
+        ],
     }
 }
 
@@ -89,7 +99,7 @@ impl Processor for JsonlNode {
     }
 
     fn process(&mut self, input: Incoming, _ctx: &mut Context) -> Result<(), NodeError> {
-        let Some(packet) = self.ports.input.get(&input) else {
+        let Some(packet) = self.ports.inputs.iter().find_map(|i| i.get(&input)) else {
             return Ok(());
         };
         let Some(f) = self.file.as_mut() else {
@@ -144,6 +154,39 @@ mod tests {
             lines[2],
             serde_json::json!({"t": 1.0, "type": "event", "event": "tick", "n": 2})
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn several_inputs_are_written_as_one_timeline() {
+        let dir = std::env::temp_dir().join(format!("weir-jsonl-merge-{}", std::process::id()));
+        let path = dir.join("log.jsonl");
+        let at = |ms: u64, name: &str| {
+            Packet::new(
+                Timestamp::from_nanos(ms * 1_000_000),
+                Event::new(name, serde_json::json!({})),
+            )
+        };
+        // Unpaced: each input arrives as fast as its feeder sends, in no particular order
+        // between the two; the file must still be in time order.
+        NodeRunner::new(kind())
+            .unpaced()
+            .option("path", path.to_str().unwrap())
+            .feed("in", (0..50).map(|i| at(i * 20, "heard")))
+            .feed("in2", (0..50).map(|i| at(i * 20 + 10, "said")))
+            .run()
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let times: Vec<f64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["t"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(times.len(), 100);
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
