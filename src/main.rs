@@ -43,6 +43,11 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
               value_parser = parse_drain_timeout)]
         drain_timeout: f64,
+        /// Report a node that works on one packet, or a queue that stays full, longer than
+        /// this (0: never).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
+              value_parser = parse_drain_timeout)]
+        watchdog: f64,
         /// Print per-node and per-edge statistics at the end.
         #[arg(long)]
         stats: bool,
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
             input,
             clock,
             drain_timeout,
+            watchdog,
             stats,
             trace,
         } => run(
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
             RunSettings {
                 clock,
                 drain_timeout: Duration::from_secs_f64(drain_timeout),
+                watchdog: (watchdog > 0.0).then(|| Duration::from_secs_f64(watchdog)),
                 stats,
             },
             trace.as_deref(),
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
 /// The longest drain a stop signal may allow, in seconds.
 const MAX_DRAIN_SECS: f64 = 3600.0;
 
+/// Seconds from the command line, within 0..=[`MAX_DRAIN_SECS`].
 fn parse_drain_timeout(s: &str) -> Result<f64, String> {
     let secs: f64 = s
         .parse()
@@ -298,6 +306,7 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
 struct RunSettings {
     clock: ClockKind,
     drain_timeout: Duration,
+    watchdog: Option<Duration>,
     stats: bool,
 }
 
@@ -320,7 +329,14 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let result = Graph::build(plan, registry).and_then(|g| g.with_clock(settings.clock).start());
+    let result = Graph::build(plan, registry).and_then(|g| {
+        let g = g.with_clock(settings.clock);
+        match settings.watchdog {
+            Some(limit) => g.with_watchdog(limit),
+            None => g,
+        }
+        .start()
+    });
     let running = match result {
         Ok(r) => r,
         Err(e) => {

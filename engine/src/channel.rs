@@ -126,9 +126,10 @@ impl EdgeReceiver {
         self.shared.id
     }
 
-    /// Call after taking a packet: on the virtual clock, a producer that may be blocked on
+    /// Call after taking a packet: records the queue's depth, and on the virtual clock, a producer that may be blocked on
     /// this full queue is woken (counted busy) before the consumer can go idle.
     pub(crate) fn took(&self) {
+        self.shared.stats.depth.store(self.rx.len() as u64, Relaxed);
         let clock = &self.shared.clock;
         if clock.is_virtual() && self.rx.len() + 1 >= self.capacity {
             clock.signal(self.producer);
@@ -193,10 +194,9 @@ impl EdgeSender {
             return Ok(());
         }
         shared.stats.sent.fetch_add(1, Relaxed);
-        shared
-            .stats
-            .high_water
-            .fetch_max(self.tx.len() as u64, Relaxed);
+        let len = self.tx.len() as u64;
+        shared.stats.high_water.fetch_max(len, Relaxed);
+        shared.stats.depth.store(len, Relaxed);
         Ok(())
     }
 

@@ -32,7 +32,7 @@ use crossbeam_channel::{Select, TryRecvError};
 use crate::channel::{edge, EdgeReceiver};
 use crate::clock::{Clock, ClockKind};
 use crate::context::{Context, OutputPort};
-use crate::graph::GraphPlan;
+use crate::graph::{GraphPlan, OnError};
 use crate::node::{AnyNode, Flow, NodeError, Processor, Source};
 use crate::packet::{Packet, Timestamp};
 use crate::port::{Incoming, InputId};
@@ -149,6 +149,10 @@ pub(crate) struct GraphShared {
     node_stats: Vec<Arc<NodeStats>>,
     sources: Vec<usize>,
     barrier: OpenBarrier,
+    /// Stalls reported by the watchdog.
+    stalls: Mutex<Vec<String>>,
+    /// Set when every node thread has ended.
+    done: AtomicBool,
 }
 
 impl GraphShared {
@@ -234,6 +238,7 @@ pub struct Graph {
     plan: GraphPlan,
     nodes: Vec<BuiltNode>,
     clock: ClockKind,
+    watchdog: Option<std::time::Duration>,
 }
 
 impl Graph {
@@ -261,12 +266,21 @@ impl Graph {
             plan,
             nodes,
             clock: ClockKind::Real,
+            watchdog: None,
         })
     }
 
     /// Runs on `clock` instead of the real clock.
     pub fn with_clock(mut self, clock: ClockKind) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Reports, while the graph runs, a node that works on one packet longer than `limit`
+    /// and a queue that stays full longer than `limit` (a log line and
+    /// [`RunReport::stalls`]).
+    pub fn with_watchdog(mut self, limit: std::time::Duration) -> Self {
+        self.watchdog = Some(limit);
         self
     }
 
@@ -283,6 +297,7 @@ impl Graph {
     /// Starts one thread per node and returns at once.
     pub fn start(self) -> Result<Running, RunError> {
         let count = self.nodes.len();
+        let started = Instant::now();
         let clock = Clock::new(self.clock, count, self.plan.edges.len());
         let edge_stats: Vec<Arc<EdgeStats>> =
             self.plan.edges.iter().map(|_| Arc::default()).collect();
@@ -309,7 +324,28 @@ impl Graph {
                 all: Condvar::new(),
                 total: count,
             },
+            stalls: Mutex::new(Vec::new()),
+            done: AtomicBool::new(false),
         });
+        if let Some(limit) = self.watchdog {
+            let watchdog = Watchdog {
+                shared: shared.clone(),
+                limit,
+                started,
+                nodes: self.nodes.iter().map(|n| n.name.clone()).collect(),
+                node_stats: node_stats.clone(),
+                edges: self
+                    .plan
+                    .edges
+                    .iter()
+                    .map(|e| (format!("{} -> {}", e.from_label, e.to_label), e.queue.size))
+                    .collect(),
+                edge_stats: edge_stats.clone(),
+            };
+            let _ = std::thread::Builder::new()
+                .name("weir:watchdog".into())
+                .spawn(move || watchdog.run());
+        }
 
         let mut receivers: Vec<Vec<EdgeReceiver>> = self.nodes.iter().map(|_| Vec::new()).collect();
         let mut ports: Vec<Vec<OutputPort>> = self
@@ -350,7 +386,6 @@ impl Graph {
                 .push(region);
         }
 
-        let started = Instant::now();
         let mut threads = Vec::with_capacity(count);
         let mut names = Vec::with_capacity(count);
         let iter = self
@@ -375,6 +410,8 @@ impl Graph {
                 name: built.name.clone(),
                 kind: built.kind,
                 merge_wait: self.plan.nodes[me].merge_wait,
+                on_error: self.plan.nodes[me].on_error,
+                started,
                 downstream,
             };
             let node = built.node;
@@ -444,6 +481,7 @@ impl Running {
                 p99: s.process_time.quantile(0.99),
                 max: s.process_time.max(),
                 interrupts: s.interrupts.load(Relaxed),
+                errors: s.errors.load(Relaxed),
             })
             .collect();
         let edges = self
@@ -465,6 +503,12 @@ impl Running {
             nodes,
             edges,
             wall_time: self.started.elapsed(),
+            stalls: self
+                .shared
+                .stalls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -481,6 +525,7 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.shared.done.store(true, Ordering::Relaxed);
         let error = self
             .shared
             .error
@@ -496,6 +541,9 @@ struct NodeThread {
     name: String,
     kind: String,
     merge_wait: std::time::Duration,
+    on_error: OnError,
+    /// When the run started (for `busy_since`).
+    started: Instant,
     downstream: Vec<usize>,
 }
 
@@ -527,17 +575,10 @@ impl NodeThread {
         let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Some(RunError::Panic {
-                    node: self.name.clone(),
-                    message,
-                })
-            }
+            Err(panic) => Some(RunError::Panic {
+                node: self.name.clone(),
+                message: panic_message(&*panic),
+            }),
         };
         if let Some(e) = failure {
             tracing::debug!(error = %e, "node failed");
@@ -693,15 +734,56 @@ impl NodeThread {
         ctx.stats.packets_in.fetch_add(1, Ordering::Relaxed);
         ctx.blocked = std::time::Duration::ZERO;
         let t0 = Instant::now();
-        {
+        let since = t0.duration_since(self.started).as_nanos().max(1);
+        ctx.stats
+            .busy_since
+            .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let timestamp = incoming.timestamp();
+        let result = {
             let _s = tracing::debug_span!("process", port = incoming.port.index()).entered();
-            node.process(incoming, ctx)?;
-        }
+            match self.on_error {
+                OnError::Stop => node.process(incoming, ctx),
+                OnError::Skip => catch_unwind(AssertUnwindSafe(|| node.process(incoming, ctx)))
+                    .unwrap_or_else(|panic| {
+                        Err(NodeError::new(format!(
+                            "panicked: {}",
+                            panic_message(&*panic)
+                        )))
+                    }),
+            }
+        };
+        ctx.stats.busy_since.store(0, Ordering::Relaxed);
         ctx.stats
             .process_time
             .record(t0.elapsed().saturating_sub(ctx.blocked));
-        Ok(())
+        match (result, self.on_error) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), OnError::Skip) => {
+                ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.name, at = %timestamp, "skipped a packet: {e}");
+                Ok(())
+            }
+            (Err(e), OnError::Stop) => Err(e),
+        }
     }
+}
+
+/// The message of a panic payload.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Ends the watchdog even when the program drops a running graph without waiting.
+        if self.threads.iter().all(JoinHandle::is_finished) {
+            self.shared.done.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// True if `packet` was made before its producer's latest interrupt.
@@ -847,5 +929,73 @@ fn wait(
             clock.woke(ctx.me, None);
             slot.open = false;
         }
+    }
+}
+
+/// Watches a running graph for stalls: a node working on one packet too long, a queue full
+/// too long. Each stall is reported once, when it passes the limit.
+struct Watchdog {
+    shared: Arc<GraphShared>,
+    limit: std::time::Duration,
+    started: Instant,
+    nodes: Vec<String>,
+    node_stats: Vec<Arc<NodeStats>>,
+    edges: Vec<(String, usize)>,
+    edge_stats: Vec<Arc<EdgeStats>>,
+}
+
+impl Watchdog {
+    fn run(self) {
+        let tick = (self.limit / 4).clamp(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(1),
+        );
+        let limit_ns = u64::try_from(self.limit.as_nanos()).unwrap_or(u64::MAX);
+        let mut reported_calls = vec![0u64; self.nodes.len()];
+        let mut full_since: Vec<Option<u64>> = vec![None; self.edges.len()];
+        let mut reported_full = vec![false; self.edges.len()];
+        while !self.shared.done.load(Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            for (i, stats) in self.node_stats.iter().enumerate() {
+                let since = stats.busy_since.load(Ordering::Relaxed);
+                if since != 0 && now.saturating_sub(since) > limit_ns && reported_calls[i] != since
+                {
+                    reported_calls[i] = since;
+                    self.report(format!(
+                        "node `{}` has been working on one packet for {:.1} s (watchdog limit {:.1} s)",
+                        self.nodes[i],
+                        (now - since) as f64 / 1e9,
+                        self.limit.as_secs_f64()
+                    ));
+                }
+            }
+            for (i, stats) in self.edge_stats.iter().enumerate() {
+                let (label, capacity) = &self.edges[i];
+                let depth = stats.depth.load(Ordering::Relaxed);
+                if depth < *capacity as u64 {
+                    full_since[i] = None;
+                    reported_full[i] = false;
+                    continue;
+                }
+                let since = *full_since[i].get_or_insert(now);
+                if now - since > limit_ns && !reported_full[i] {
+                    reported_full[i] = true;
+                    self.report(format!(
+                        "edge `{label}` has been full ({depth}/{capacity}) for {:.1} s: its consumer is not keeping up",
+                        (now - since) as f64 / 1e9
+                    ));
+                }
+            }
+        }
+    }
+
+    fn report(&self, message: String) {
+        tracing::warn!("stall: {message}");
+        self.shared
+            .stalls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
     }
 }

@@ -106,6 +106,10 @@ pub struct NodeStats {
     pub process_time: LatencyHistogram,
     /// Interrupts that reached the node (its own or one upstream of it).
     pub interrupts: AtomicU64,
+    /// Packets whose processing failed and were skipped (`on_error: skip`).
+    pub errors: AtomicU64,
+    /// Nanoseconds since the run started at which the current call began; 0 when idle.
+    pub busy_since: AtomicU64,
 }
 
 /// Counters of one edge, shared between its two ends and observers.
@@ -117,6 +121,8 @@ pub struct EdgeStats {
     pub dropped: AtomicU64,
     /// Largest queue length seen right after a send.
     pub high_water: AtomicU64,
+    /// Queue length after the latest send or receive.
+    pub depth: AtomicU64,
     /// Packets discarded because an interrupt made them stale (not overflow drops).
     pub flushed: AtomicU64,
 }
@@ -142,6 +148,8 @@ pub struct NodeReport {
     pub max: Duration,
     /// Interrupts that reached the node.
     pub interrupts: u64,
+    /// Packets skipped after an error (`on_error: skip`).
+    pub errors: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -172,6 +180,8 @@ pub struct RunReport {
     pub edges: Vec<EdgeReport>,
     /// Wall-clock duration of the run.
     pub wall_time: Duration,
+    /// Stalls the watchdog reported while the graph ran, in order.
+    pub stalls: Vec<String>,
 }
 
 impl RunReport {
@@ -201,13 +211,13 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6}",
-            "node", "kind", "in", "out", "mean", "p99", "max", "intr"
+            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6}",
+            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err"
         );
         for n in &self.nodes {
             let _ = writeln!(
                 s,
-                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6}",
+                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6}",
                 n.name,
                 n.kind,
                 n.packets_in,
@@ -215,7 +225,8 @@ impl RunReport {
                 fmt_dur(n.mean),
                 fmt_dur(n.p99),
                 fmt_dur(n.max),
-                n.interrupts
+                n.interrupts,
+                n.errors
             );
         }
         let _ = writeln!(
@@ -234,6 +245,9 @@ impl RunReport {
                 e.flushed,
                 e.high_water
             );
+        }
+        for stall in &self.stalls {
+            let _ = writeln!(s, "\nstall: {stall}");
         }
         let _ = writeln!(s, "\nwall time {}", fmt_dur(self.wall_time));
         s

@@ -614,3 +614,110 @@ nodes:
         "the source's time blocked in send counted as work: {src:?}"
     );
 }
+
+// ---------------------------------------------------------------- fault isolation, watchdog
+
+/// Fails on odd numbers and panics on multiples of 5 (other than 0).
+struct Picky {
+    out: Output<Num>,
+}
+
+impl Processor for Picky {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let n = input.packet.get::<Num>().map_or(0, |n| n.0);
+        if n % 5 == 0 && n > 0 {
+            panic!("cannot stand {n}");
+        }
+        if n % 2 == 1 {
+            return Err(NodeError::new(format!("odd {n}")));
+        }
+        ctx.send(self.out, input.timestamp(), Num(n))
+    }
+}
+
+fn picky_registry(got: Arc<Mutex<Vec<(u64, Timestamp)>>>) -> Registry {
+    let mut r = Registry::new();
+    r.register(ticker_kind()).unwrap();
+    r.register(NodeKind::processor(
+        "test.picky",
+        "",
+        |p| (p.input::<Num>("in", ""), p.output::<Num>("out", "")),
+        |_: NoConfig, (_, out)| Ok(Picky { out }),
+    ))
+    .unwrap();
+    r.register(recorder_kind("test.record", got)).unwrap();
+    r
+}
+
+#[test]
+fn on_error_skip_counts_failed_and_panicking_packets_and_goes_on() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let r = picky_registry(got.clone());
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 12, step_ms: 1 } }
+  picky: { node: test.picky, in: { in: src.out }, on_error: skip }
+  rec: { node: test.record, in: { in: picky.out } }
+";
+    let report = run(&r, yaml, ClockKind::Virtual);
+    let kept: Vec<u64> = got.lock().unwrap().iter().map(|(n, _)| *n).collect();
+    assert_eq!(kept, [0, 2, 4, 6, 8], "10 panicked, the odd ones failed");
+    assert_eq!(report.node("picky").unwrap().errors, 7);
+
+    let stop = "
+nodes:
+  src: { node: test.ticker, with: { count: 12, step_ms: 1 } }
+  picky: { node: test.picky, in: { in: src.out } }
+  rec: { node: test.record, in: { in: picky.out } }
+";
+    let plan = Loader::new(&r).load_str(Path::new("t.yaml"), stop).unwrap();
+    let err = Graph::build(plan, &r).unwrap().run().unwrap_err();
+    assert_eq!(err.to_string(), "node `picky` failed: odd 1");
+}
+
+#[test]
+fn the_watchdog_reports_a_slow_node_and_a_full_queue_while_they_stall() {
+    struct Stuck;
+    impl Processor for Stuck {
+        fn process(&mut self, _: Incoming, _: &mut Context) -> Result<(), NodeError> {
+            std::thread::sleep(Duration::from_millis(700));
+            Ok(())
+        }
+    }
+    let mut r = Registry::new();
+    r.register(ticker_kind()).unwrap();
+    r.register(NodeKind::processor(
+        "test.stuck",
+        "",
+        |p| p.input::<Num>("in", ""),
+        |_: NoConfig, _| Ok(Stuck),
+    ))
+    .unwrap();
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 6, step_ms: 1 } }
+  stuck: { node: test.stuck, in: { in: src.out }, queue: { size: 2 } }
+";
+    let plan = Loader::new(&r).load_str(Path::new("t.yaml"), yaml).unwrap();
+    let report = Graph::build(plan, &r)
+        .unwrap()
+        .with_watchdog(Duration::from_millis(300))
+        .run()
+        .unwrap();
+    assert!(
+        report
+            .stalls
+            .iter()
+            .any(|s| s.starts_with("node `stuck` has been working on one packet")),
+        "{:?}",
+        report.stalls
+    );
+    assert!(
+        report
+            .stalls
+            .iter()
+            .any(|s| s.starts_with("edge `src.out -> stuck.in` has been full (2/2)")),
+        "{:?}",
+        report.stalls
+    );
+}

@@ -7,4 +7,4 @@ pub mod validate;
 
 pub use diagnostic::{closest, Diagnostic, GraphFileError, Pos};
 pub use loader::{load, KindSwap, Loader, Override};
-pub use validate::{GraphPlan, PlanEdge, PlanInterrupt, PlanNode, DEFAULT_MERGE_WAIT};
+pub use validate::{GraphPlan, OnError, PlanEdge, PlanInterrupt, PlanNode, DEFAULT_MERGE_WAIT};

@@ -103,12 +103,13 @@ pub(crate) struct RawNode {
     pub queue: Option<Spanned<RawQueue>>,
     pub interrupt: Option<SpannedStr>,
     pub merge_wait_ms: Option<Spanned<f64>>,
+    pub on_error: Option<SpannedStr>,
     pub unknown: Vec<SpannedStr>,
 }
 
 lenient_struct!(RawNode, "a node: a mapping with `node`, `in`, `with`, `queue`, `interrupt`", {
     "node" => node, "in" => inputs, "with" => with, "queue" => queue,
-    "interrupt" => interrupt, "merge_wait_ms" => merge_wait_ms,
+    "interrupt" => interrupt, "merge_wait_ms" => merge_wait_ms, "on_error" => on_error,
 });
 
 /// Queue settings: under `defaults:` (`queue` is the size there) or a node's `queue:`.

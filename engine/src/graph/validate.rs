@@ -49,6 +49,25 @@ pub struct PlanNode {
     /// With several inputs: how long (graph time) to wait for a silent input before
     /// handing over the earliest packet that is there.
     pub merge_wait: Duration,
+    /// What a failing `process` call does.
+    pub on_error: OnError,
+}
+
+/// What happens when a node fails to process one packet (an error or a panic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// The node ends, the sources stop, what was produced drains and the run fails with the
+    /// node's error (the default).
+    #[default]
+    Stop,
+    /// The packet is skipped: the error is logged with the packet's timestamp, counted in
+    /// the node's `errors`, and the node goes on with the next packet.
+    Skip,
+}
+
+impl OnError {
+    /// The names accepted in graph files.
+    pub const NAMES: [&'static str; 2] = ["stop", "skip"];
 }
 
 /// A validated interrupt: every packet on the trigger port interrupts the target node and
@@ -228,6 +247,7 @@ impl<'a> Validator<'a> {
                 kind: p.kind.map(|k| k.name.to_string()).unwrap_or_default(),
                 options: p.options.clone(),
                 merge_wait: self.merge_wait(p),
+                on_error: self.on_error(p),
             })
             .collect();
         if !cyclic {
@@ -742,6 +762,37 @@ impl<'a> Validator<'a> {
             );
         }
         found
+    }
+
+    fn on_error(&mut self, p: &Pending<'a>) -> OnError {
+        let Some(policy) = &p.raw.on_error else {
+            return OnError::Stop;
+        };
+        let is_source = p.kind.is_some_and(|k| k.is_source());
+        match policy.value.as_str() {
+            "stop" => OnError::Stop,
+            "skip" if !is_source => OnError::Skip,
+            "skip" => {
+                self.report(
+                    Diagnostic::new(str_pos(policy), "`on_error: skip` is for nodes with inputs")
+                        .node(&p.name.value)
+                        .expected("`on_error: stop` (a source has no packet to skip)"),
+                );
+                OnError::Stop
+            }
+            other => {
+                self.report(
+                    Diagnostic::new(
+                        str_pos(policy),
+                        format!("unknown `on_error` policy `{other}`"),
+                    )
+                    .node(&p.name.value)
+                    .expected(format!("one of {}", OnError::NAMES.join(", ")))
+                    .suggest(other, OnError::NAMES),
+                );
+                OnError::Stop
+            }
+        }
     }
 
     fn merge_wait(&mut self, p: &Pending<'a>) -> Duration {
