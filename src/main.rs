@@ -48,6 +48,10 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
               value_parser = parse_drain_timeout)]
         watchdog: f64,
+        /// Serve `/metrics` (Prometheus text format) and `/health` on this loopback address,
+        /// e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
         /// Print per-node and per-edge statistics at the end.
         #[arg(long)]
         stats: bool,
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             clock,
             drain_timeout,
             watchdog,
+            metrics,
             stats,
             trace,
         } => run(
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
                 clock,
                 drain_timeout: Duration::from_secs_f64(drain_timeout),
                 watchdog: (watchdog > 0.0).then(|| Duration::from_secs_f64(watchdog)),
+                metrics,
                 stats,
             },
             trace.as_deref(),
@@ -307,6 +313,7 @@ struct RunSettings {
     clock: ClockKind,
     drain_timeout: Duration,
     watchdog: Option<Duration>,
+    metrics: Option<std::net::SocketAddr>,
     stats: bool,
 }
 
@@ -329,6 +336,15 @@ fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(addr) = settings.metrics {
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "error: --metrics {addr}: serve metrics on a loopback address (127.0.0.1 or \
+                 [::1]); they have no authentication"
+            );
+            return ExitCode::from(EXIT_BAD_GRAPH);
+        }
+    }
     let result = Graph::build(plan, registry).and_then(|g| {
         let g = g.with_clock(settings.clock);
         match settings.watchdog {
@@ -344,6 +360,14 @@ fn run(
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    if let Some(addr) = settings.metrics {
+        if let Err(e) = serve_metrics(addr, running.monitor()) {
+            eprintln!("error: {e:#}");
+            running.stop_handle().abort();
+            let _ = running.finish();
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
     let stop = running.stop_handle();
     let signals = Arc::new(AtomicUsize::new(0));
     let seen = signals.clone();
@@ -390,6 +414,41 @@ fn run(
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// Serves `/metrics` (Prometheus text format 0.0.4) and `/health` on `addr` from a thread
+/// of its own, for as long as the process lives.
+fn serve_metrics(addr: std::net::SocketAddr, monitor: weir_engine::Monitor) -> anyhow::Result<()> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("weir:metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let (status, body, kind) = match request.url() {
+                    "/metrics" => (
+                        200,
+                        monitor.report().prometheus(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    ),
+                    "/health" if monitor.is_running() => (200, "ok\n".into(), "text/plain"),
+                    "/health" => (503, "ended\n".into(), "text/plain"),
+                    _ => (
+                        404,
+                        "not found: try /metrics or /health\n".into(),
+                        "text/plain",
+                    ),
+                };
+                let header = tiny_http::Header::from_bytes("Content-Type", kind)
+                    .expect("a static header is valid");
+                let response = tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header);
+                let _ = request.respond(response);
+            }
+        })
+        .context("cannot start the metrics thread")?;
+    Ok(())
 }
 
 /// Logs to stderr (filter with `RUST_LOG`, default `warn`) and optionally to a Chrome trace.

@@ -84,5 +84,5 @@ pub use port::{AnyInput, Incoming, Input, InputId, Output, PortSpec, Ports};
 pub use registry::{
     Config, DuplicateKind, NoConfig, NodeKind, OptionSpec, OptionType, Options, Registry, Role,
 };
-pub use runtime::{Graph, RunError, Running, StopHandle};
+pub use runtime::{Graph, Monitor, RunError, Running, StopHandle};
 pub use stats::RunReport;

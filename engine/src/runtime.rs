@@ -432,12 +432,15 @@ impl Graph {
         }
         Ok(Running {
             threads,
-            shared,
-            names,
-            node_stats,
-            edge_stats,
-            plan: self.plan,
-            started,
+            shared: shared.clone(),
+            monitor: Monitor(Arc::new(MonitorInner {
+                shared,
+                names,
+                node_stats,
+                edge_stats,
+                plan: self.plan,
+                started,
+            })),
         })
     }
 }
@@ -445,6 +448,16 @@ impl Graph {
 /// A graph whose threads are running.
 pub struct Running {
     threads: Vec<JoinHandle<()>>,
+    shared: Arc<GraphShared>,
+    monitor: Monitor,
+}
+
+/// Reads a running graph's statistics from any thread (a metrics endpoint, a UI). Cheap to
+/// clone; stays valid after the run ends.
+#[derive(Clone)]
+pub struct Monitor(Arc<MonitorInner>);
+
+struct MonitorInner {
     shared: Arc<GraphShared>,
     names: Vec<(String, String)>,
     node_stats: Vec<Arc<NodeStats>>,
@@ -466,50 +479,12 @@ impl Running {
 
     /// A snapshot of the statistics so far.
     pub fn report(&self) -> RunReport {
-        use std::sync::atomic::Ordering::Relaxed;
-        let nodes = self
-            .names
-            .iter()
-            .zip(&self.node_stats)
-            .map(|((name, kind), s)| NodeReport {
-                name: name.clone(),
-                kind: kind.clone(),
-                packets_in: s.packets_in.load(Relaxed),
-                packets_out: s.packets_out.load(Relaxed),
-                calls: s.process_time.count(),
-                mean: s.process_time.mean(),
-                p99: s.process_time.quantile(0.99),
-                max: s.process_time.max(),
-                interrupts: s.interrupts.load(Relaxed),
-                errors: s.errors.load(Relaxed),
-            })
-            .collect();
-        let edges = self
-            .plan
-            .edges
-            .iter()
-            .zip(&self.edge_stats)
-            .map(|(e, s)| EdgeReport {
-                from: e.from_label.clone(),
-                to: e.to_label.clone(),
-                capacity: e.queue.size,
-                sent: s.sent.load(Relaxed),
-                dropped: s.dropped.load(Relaxed),
-                high_water: s.high_water.load(Relaxed),
-                flushed: s.flushed.load(Relaxed),
-            })
-            .collect();
-        RunReport {
-            nodes,
-            edges,
-            wall_time: self.started.elapsed(),
-            stalls: self
-                .shared
-                .stalls
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        }
+        self.monitor.report()
+    }
+
+    /// A handle that reads the statistics from another thread.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
     }
 
     /// Waits for every node to end; returns the statistics or the first node error.
@@ -768,7 +743,63 @@ impl NodeThread {
     }
 }
 
-/// The message of a panic payload.
+impl Monitor {
+    /// A snapshot of the statistics so far.
+    pub fn report(&self) -> RunReport {
+        let m = &*self.0;
+        use std::sync::atomic::Ordering::Relaxed;
+        let nodes = m
+            .names
+            .iter()
+            .zip(&m.node_stats)
+            .map(|((name, kind), s)| NodeReport {
+                name: name.clone(),
+                kind: kind.clone(),
+                packets_in: s.packets_in.load(Relaxed),
+                packets_out: s.packets_out.load(Relaxed),
+                calls: s.process_time.count(),
+                mean: s.process_time.mean(),
+                p99: s.process_time.quantile(0.99),
+                max: s.process_time.max(),
+                interrupts: s.interrupts.load(Relaxed),
+                errors: s.errors.load(Relaxed),
+            })
+            .collect();
+        let edges = m
+            .plan
+            .edges
+            .iter()
+            .zip(&m.edge_stats)
+            .map(|(e, s)| EdgeReport {
+                from: e.from_label.clone(),
+                to: e.to_label.clone(),
+                capacity: e.queue.size,
+                sent: s.sent.load(Relaxed),
+                dropped: s.dropped.load(Relaxed),
+                high_water: s.high_water.load(Relaxed),
+                flushed: s.flushed.load(Relaxed),
+                depth: s.depth.load(Relaxed),
+            })
+            .collect();
+        RunReport {
+            nodes,
+            edges,
+            wall_time: m.started.elapsed(),
+            stalls: m
+                .shared
+                .stalls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    /// True until every node thread has ended.
+    pub fn is_running(&self) -> bool {
+        !self.0.shared.done.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         // Ends the watchdog even when the program drops a running graph without waiting.
@@ -778,6 +809,7 @@ impl Drop for Running {
     }
 }
 
+/// The message of a panic payload.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()

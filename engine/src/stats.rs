@@ -169,6 +169,8 @@ pub struct EdgeReport {
     pub high_water: u64,
     /// Packets discarded by interrupts.
     pub flushed: u64,
+    /// Queue length at the last send or receive.
+    pub depth: u64,
 }
 
 /// Statistics of a whole run.
@@ -250,6 +252,122 @@ impl RunReport {
             let _ = writeln!(s, "\nstall: {stall}");
         }
         let _ = writeln!(s, "\nwall time {}", fmt_dur(self.wall_time));
+        s
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl RunReport {
+    /// The statistics in the Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(s, "{name}{{{labels}}} {value}");
+            }
+        };
+        let node =
+            |n: &NodeReport| format!("node=\"{}\",kind=\"{}\"", label(&n.name), label(&n.kind));
+        let edge = |e: &EdgeReport| format!("from=\"{}\",to=\"{}\"", label(&e.from), label(&e.to));
+        let nodes = |f: &dyn Fn(&NodeReport) -> f64| -> Vec<(String, f64)> {
+            self.nodes.iter().map(|n| (node(n), f(n))).collect()
+        };
+        let edges = |f: &dyn Fn(&EdgeReport) -> f64| -> Vec<(String, f64)> {
+            self.edges.iter().map(|e| (edge(e), f(e))).collect()
+        };
+        family(
+            "weir_node_packets_in_total",
+            "counter",
+            "Packets received.",
+            nodes(&|n| n.packets_in as f64),
+        );
+        family(
+            "weir_node_packets_out_total",
+            "counter",
+            "Packets sent.",
+            nodes(&|n| n.packets_out as f64),
+        );
+        family(
+            "weir_node_calls_total",
+            "counter",
+            "Timed process or produce calls.",
+            nodes(&|n| n.calls as f64),
+        );
+        family(
+            "weir_node_process_seconds_mean",
+            "gauge",
+            "Mean time per call.",
+            nodes(&|n| n.mean.as_secs_f64()),
+        );
+        family(
+            "weir_node_process_seconds_p99",
+            "gauge",
+            "99th percentile time per call.",
+            nodes(&|n| n.p99.as_secs_f64()),
+        );
+        family(
+            "weir_node_interrupts_total",
+            "counter",
+            "Interrupts that reached the node.",
+            nodes(&|n| n.interrupts as f64),
+        );
+        family(
+            "weir_node_errors_total",
+            "counter",
+            "Packets skipped after an error.",
+            nodes(&|n| n.errors as f64),
+        );
+        family(
+            "weir_edge_sent_total",
+            "counter",
+            "Packets queued on the edge.",
+            edges(&|e| e.sent as f64),
+        );
+        family(
+            "weir_edge_dropped_total",
+            "counter",
+            "Packets dropped by the overflow policy.",
+            edges(&|e| e.dropped as f64),
+        );
+        family(
+            "weir_edge_flushed_total",
+            "counter",
+            "Packets discarded by interrupts.",
+            edges(&|e| e.flushed as f64),
+        );
+        family(
+            "weir_edge_depth",
+            "gauge",
+            "Packets in the queue.",
+            edges(&|e| e.depth as f64),
+        );
+        family(
+            "weir_edge_capacity",
+            "gauge",
+            "Queue capacity in packets.",
+            edges(&|e| e.capacity as f64),
+        );
+        family(
+            "weir_stalls_total",
+            "counter",
+            "Stalls reported by the watchdog.",
+            vec![(String::new(), self.stalls.len() as f64)],
+        );
+        family(
+            "weir_uptime_seconds",
+            "gauge",
+            "Time since the graph started.",
+            vec![(String::new(), self.wall_time.as_secs_f64())],
+        );
         s
     }
 }
