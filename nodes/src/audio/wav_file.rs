@@ -190,7 +190,21 @@ impl SampleDecoder {
 /// The header is checked like `audio.wav_file` does (rate in [`RATE_RANGE`], channels in
 /// [`CHANNEL_RANGE`]).
 pub fn read_wav(path: &Path) -> Result<(hound::WavSpec, Vec<f32>), NodeError> {
-    let mut reader = open_wav(path)?;
+    let file = File::open(path).map_err(|e| {
+        NodeError::with_source(format!("cannot open WAV file `{}`", path.display()), e)
+    })?;
+    decode_wav(BufReader::new(file), path)
+}
+
+/// Decodes a whole WAV stream (any format `audio.wav_file` reads) as interleaved `f32`
+/// samples; `path` names the stream in errors. Header values are range-checked before
+/// anything is allocated, and at most `MAX_PREALLOCATED` samples are reserved up front,
+/// whatever the header declares.
+pub fn decode_wav<R: std::io::Read>(
+    input: R,
+    path: &Path,
+) -> Result<(hound::WavSpec, Vec<f32>), NodeError> {
+    let mut reader = wav_reader(input, path)?;
     let spec = reader.spec();
     let decoder = SampleDecoder::for_spec(&spec, path)?;
     let declared = usize::try_from(reader.len()).unwrap_or(usize::MAX);
@@ -279,10 +293,16 @@ impl WavFileNode {
 /// Opens a WAV file with an error that says which file and what is wrong with it; the
 /// header's rate and channel count are checked (see [`check_spec`]).
 pub fn open_wav(path: &std::path::Path) -> Result<WavReader<BufReader<File>>, NodeError> {
+    let file = File::open(path).map_err(|e| {
+        NodeError::with_source(format!("cannot open WAV file `{}`", path.display()), e)
+    })?;
+    wav_reader(BufReader::new(file), path)
+}
+
+/// A WAV reader on `input` whose header passed the range checks.
+fn wav_reader<R: std::io::Read>(input: R, path: &Path) -> Result<WavReader<R>, NodeError> {
     let shown = path.display();
-    let file = File::open(path)
-        .map_err(|e| NodeError::with_source(format!("cannot open WAV file `{shown}`"), e))?;
-    let reader = WavReader::new(BufReader::new(file)).map_err(|e| match e {
+    let reader = WavReader::new(input).map_err(|e| match e {
         hound::Error::IoError(io) => {
             NodeError::with_source(format!("cannot read WAV file `{shown}`"), io)
         }
