@@ -432,7 +432,6 @@ impl Graph {
         }
         Ok(Running {
             threads,
-            shared: shared.clone(),
             monitor: Monitor(Arc::new(MonitorInner {
                 shared,
                 names,
@@ -448,7 +447,6 @@ impl Graph {
 /// A graph whose threads are running.
 pub struct Running {
     threads: Vec<JoinHandle<()>>,
-    shared: Arc<GraphShared>,
     monitor: Monitor,
 }
 
@@ -467,9 +465,13 @@ struct MonitorInner {
 }
 
 impl Running {
+    fn shared(&self) -> &Arc<GraphShared> {
+        &self.monitor.0.shared
+    }
+
     /// A handle that stops the graph from another thread (e.g. a signal handler).
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.shared.clone())
+        StopHandle(self.shared().clone())
     }
 
     /// True once every node thread has ended.
@@ -500,9 +502,9 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.shared.done.store(true, Ordering::Relaxed);
+        self.shared().done.store(true, Ordering::Relaxed);
         let error = self
-            .shared
+            .shared()
             .error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -804,7 +806,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         // Ends the watchdog even when the program drops a running graph without waiting.
         if self.threads.iter().all(JoinHandle::is_finished) {
-            self.shared.done.store(true, Ordering::Relaxed);
+            self.shared().done.store(true, Ordering::Relaxed);
         }
     }
 }

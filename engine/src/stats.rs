@@ -264,110 +264,135 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One Prometheus metric family read from a report row: name, type, help, value.
+type Metric<R> = (&'static str, &'static str, &'static str, fn(&R) -> f64);
+
+/// Per-node metric families.
+const NODE_METRICS: &[Metric<NodeReport>] = &[
+    (
+        "weir_node_packets_in_total",
+        "counter",
+        "Packets received.",
+        |n| n.packets_in as f64,
+    ),
+    (
+        "weir_node_packets_out_total",
+        "counter",
+        "Packets sent.",
+        |n| n.packets_out as f64,
+    ),
+    (
+        "weir_node_calls_total",
+        "counter",
+        "Timed process or produce calls.",
+        |n| n.calls as f64,
+    ),
+    (
+        "weir_node_process_seconds_mean",
+        "gauge",
+        "Mean time per call.",
+        |n| n.mean.as_secs_f64(),
+    ),
+    (
+        "weir_node_process_seconds_p99",
+        "gauge",
+        "99th percentile time per call.",
+        |n| n.p99.as_secs_f64(),
+    ),
+    (
+        "weir_node_interrupts_total",
+        "counter",
+        "Interrupts that reached the node.",
+        |n| n.interrupts as f64,
+    ),
+    (
+        "weir_node_errors_total",
+        "counter",
+        "Packets skipped after an error.",
+        |n| n.errors as f64,
+    ),
+];
+
+/// Per-edge metric families.
+const EDGE_METRICS: &[Metric<EdgeReport>] = &[
+    (
+        "weir_edge_sent_total",
+        "counter",
+        "Packets queued on the edge.",
+        |e| e.sent as f64,
+    ),
+    (
+        "weir_edge_dropped_total",
+        "counter",
+        "Packets dropped by the overflow policy.",
+        |e| e.dropped as f64,
+    ),
+    (
+        "weir_edge_flushed_total",
+        "counter",
+        "Packets discarded by interrupts.",
+        |e| e.flushed as f64,
+    ),
+    ("weir_edge_depth", "gauge", "Packets in the queue.", |e| {
+        e.depth as f64
+    }),
+    (
+        "weir_edge_capacity",
+        "gauge",
+        "Queue capacity in packets.",
+        |e| e.capacity as f64,
+    ),
+];
+
+/// Whole-run metric families.
+const RUN_METRICS: &[Metric<RunReport>] = &[
+    (
+        "weir_stalls_total",
+        "counter",
+        "Stalls reported by the watchdog.",
+        |r| r.stalls.len() as f64,
+    ),
+    (
+        "weir_uptime_seconds",
+        "gauge",
+        "Time since the graph started.",
+        |r| r.wall_time.as_secs_f64(),
+    ),
+];
+
+/// Writes the families of `metrics` with one sample per row, labelled by `labels`.
+fn write_families<R>(
+    out: &mut String,
+    metrics: &[Metric<R>],
+    rows: &[R],
+    labels: impl Fn(&R) -> String,
+) {
+    use std::fmt::Write;
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for row in rows {
+            let _ = writeln!(out, "{name}{} {}", labels(row), value(row));
+        }
+    }
+}
+
 impl RunReport {
     /// The statistics in the Prometheus text exposition format (version 0.0.4).
     pub fn prometheus(&self) -> String {
-        use std::fmt::Write;
         let mut s = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(s, "{name}{{{labels}}} {value}");
-            }
-        };
-        let node =
-            |n: &NodeReport| format!("node=\"{}\",kind=\"{}\"", label(&n.name), label(&n.kind));
-        let edge = |e: &EdgeReport| format!("from=\"{}\",to=\"{}\"", label(&e.from), label(&e.to));
-        let nodes = |f: &dyn Fn(&NodeReport) -> f64| -> Vec<(String, f64)> {
-            self.nodes.iter().map(|n| (node(n), f(n))).collect()
-        };
-        let edges = |f: &dyn Fn(&EdgeReport) -> f64| -> Vec<(String, f64)> {
-            self.edges.iter().map(|e| (edge(e), f(e))).collect()
-        };
-        family(
-            "weir_node_packets_in_total",
-            "counter",
-            "Packets received.",
-            nodes(&|n| n.packets_in as f64),
-        );
-        family(
-            "weir_node_packets_out_total",
-            "counter",
-            "Packets sent.",
-            nodes(&|n| n.packets_out as f64),
-        );
-        family(
-            "weir_node_calls_total",
-            "counter",
-            "Timed process or produce calls.",
-            nodes(&|n| n.calls as f64),
-        );
-        family(
-            "weir_node_process_seconds_mean",
-            "gauge",
-            "Mean time per call.",
-            nodes(&|n| n.mean.as_secs_f64()),
-        );
-        family(
-            "weir_node_process_seconds_p99",
-            "gauge",
-            "99th percentile time per call.",
-            nodes(&|n| n.p99.as_secs_f64()),
-        );
-        family(
-            "weir_node_interrupts_total",
-            "counter",
-            "Interrupts that reached the node.",
-            nodes(&|n| n.interrupts as f64),
-        );
-        family(
-            "weir_node_errors_total",
-            "counter",
-            "Packets skipped after an error.",
-            nodes(&|n| n.errors as f64),
-        );
-        family(
-            "weir_edge_sent_total",
-            "counter",
-            "Packets queued on the edge.",
-            edges(&|e| e.sent as f64),
-        );
-        family(
-            "weir_edge_dropped_total",
-            "counter",
-            "Packets dropped by the overflow policy.",
-            edges(&|e| e.dropped as f64),
-        );
-        family(
-            "weir_edge_flushed_total",
-            "counter",
-            "Packets discarded by interrupts.",
-            edges(&|e| e.flushed as f64),
-        );
-        family(
-            "weir_edge_depth",
-            "gauge",
-            "Packets in the queue.",
-            edges(&|e| e.depth as f64),
-        );
-        family(
-            "weir_edge_capacity",
-            "gauge",
-            "Queue capacity in packets.",
-            edges(&|e| e.capacity as f64),
-        );
-        family(
-            "weir_stalls_total",
-            "counter",
-            "Stalls reported by the watchdog.",
-            vec![(String::new(), self.stalls.len() as f64)],
-        );
-        family(
-            "weir_uptime_seconds",
-            "gauge",
-            "Time since the graph started.",
-            vec![(String::new(), self.wall_time.as_secs_f64())],
-        );
+        write_families(&mut s, NODE_METRICS, &self.nodes, |n| {
+            format!(
+                "{{node=\"{}\",kind=\"{}\"}}",
+                label(&n.name),
+                label(&n.kind)
+            )
+        });
+        write_families(&mut s, EDGE_METRICS, &self.edges, |e| {
+            format!("{{from=\"{}\",to=\"{}\"}}", label(&e.from), label(&e.to))
+        });
+        write_families(&mut s, RUN_METRICS, std::slice::from_ref(self), |_| {
+            String::new()
+        });
         s
     }
 }

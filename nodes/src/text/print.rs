@@ -108,6 +108,17 @@ impl PrintNode {
     }
 }
 
+impl PrintNode {
+    /// Ends a streamed line on stdout with `mark` (if one is open) and flushes.
+    fn end_stdout_line(&mut self, mark: &str) -> Result<(), NodeError> {
+        let stdout = io::stdout();
+        let mut w = stdout.lock();
+        self.end_line(&mut w, mark)
+            .and_then(|_| w.flush())
+            .map_err(stdout_error)
+    }
+}
+
 fn stdout_error(e: io::Error) -> NodeError {
     NodeError::with_source("cannot write to stdout", e)
 }
@@ -132,18 +143,10 @@ impl Processor for PrintNode {
     }
 
     fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
-        let stdout = io::stdout();
-        let mut w = stdout.lock();
-        self.end_line(&mut w, " …")
-            .and_then(|_| w.flush())
-            .map_err(stdout_error)
+        self.end_stdout_line(" …")
     }
 
     fn close(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
-        let stdout = io::stdout();
-        let mut w = stdout.lock();
-        self.end_line(&mut w, "")
-            .and_then(|_| w.flush())
-            .map_err(stdout_error)
+        self.end_stdout_line("")
     }
 }
