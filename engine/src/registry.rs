@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -233,8 +234,9 @@ pub enum Role {
     Live,
 }
 
-/// Builds a node from its validated options.
-type Factory = Box<dyn Fn(&Options) -> Result<AnyNode, NodeError> + Send + Sync>;
+/// Builds a node from its validated options (shared: a node thread keeps it to rebuild its
+/// node for `on_error: restart`).
+pub(crate) type Factory = Arc<dyn Fn(&Options) -> Result<AnyNode, NodeError> + Send + Sync>;
 
 /// Everything known about a kind of node before any is built.
 pub struct NodeKind {
@@ -318,7 +320,7 @@ impl NodeKind {
             outputs: ports.outputs,
             options: C::options(),
             role: Role::Plain,
-            factory: Box::new(factory),
+            factory: Arc::new(factory),
         }
     }
 
@@ -328,9 +330,9 @@ impl NodeKind {
         self
     }
 
-    /// Builds a node from validated options.
-    pub(crate) fn build(&self, options: &Options) -> Result<AnyNode, NodeError> {
-        (self.factory)(options)
+    /// The factory that builds nodes of this kind from validated options.
+    pub(crate) fn factory(&self) -> Factory {
+        self.factory.clone()
     }
 
     /// True for kinds without inputs.

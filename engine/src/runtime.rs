@@ -32,11 +32,11 @@ use crossbeam_channel::{Select, TryRecvError};
 use crate::channel::{edge, EdgeReceiver};
 use crate::clock::{Clock, ClockKind};
 use crate::context::{Context, OutputPort};
-use crate::graph::{GraphPlan, OnError};
+use crate::graph::{GraphPlan, OnError, RestartPolicy};
 use crate::node::{AnyNode, Flow, NodeError, Processor, Source};
 use crate::packet::{Packet, Timestamp};
 use crate::port::{Incoming, InputId};
-use crate::registry::Registry;
+use crate::registry::{Factory, Options, Registry};
 use crate::stats::{EdgeReport, EdgeStats, NodeReport, NodeStats, RunReport};
 
 /// Why a run failed.
@@ -231,6 +231,7 @@ struct BuiltNode {
     kind: String,
     node: AnyNode,
     outputs: Vec<(&'static str, crate::PortType)>,
+    factory: Factory,
 }
 
 /// A graph whose nodes are built and ready to start.
@@ -250,7 +251,8 @@ impl Graph {
                 node: n.name.clone(),
                 kind: n.kind.clone(),
             })?;
-            let node = kind.build(&n.options).map_err(|source| RunError::Build {
+            let factory = kind.factory();
+            let node = factory(&n.options).map_err(|source| RunError::Build {
                 node: n.name.clone(),
                 kind: n.kind.clone(),
                 source,
@@ -260,6 +262,7 @@ impl Graph {
                 kind: n.kind.clone(),
                 node,
                 outputs: kind.outputs.iter().map(|p| (p.name, p.ty)).collect(),
+                factory,
             });
         }
         Ok(Graph {
@@ -411,6 +414,13 @@ impl Graph {
                 kind: built.kind,
                 merge_wait: self.plan.nodes[me].merge_wait,
                 on_error: self.plan.nodes[me].on_error,
+                rebuild: Rebuild {
+                    factory: built.factory,
+                    options: self.plan.nodes[me].options.clone(),
+                    policy: RestartPolicy::DEFAULT,
+                    recent: VecDeque::new(),
+                },
+                closed: false,
                 started,
                 downstream,
             };
@@ -519,9 +529,21 @@ struct NodeThread {
     kind: String,
     merge_wait: std::time::Duration,
     on_error: OnError,
+    rebuild: Rebuild,
+    /// The node was closed by a restart that then gave up: `close` must not run again.
+    closed: bool,
     /// When the run started (for `busy_since`).
     started: Instant,
     downstream: Vec<usize>,
+}
+
+/// What `on_error: restart` needs: the kind's factory, the node's options, and the graph
+/// times of the recent restarts.
+struct Rebuild {
+    factory: Factory,
+    options: Options,
+    policy: RestartPolicy,
+    recent: VecDeque<Timestamp>,
 }
 
 /// Where a node's input loop stands with one input: packets taken from its queue but not
@@ -542,7 +564,7 @@ impl InputSlot {
 }
 
 impl NodeThread {
-    fn run(self, mut node: AnyNode, inputs: Vec<EdgeReceiver>, mut ctx: Context) {
+    fn run(mut self, mut node: AnyNode, inputs: Vec<EdgeReceiver>, mut ctx: Context) {
         let span = tracing::info_span!("node", name = %self.name, kind = %self.kind);
         let _entered = span.enter();
         let shared = ctx.shared.clone();
@@ -569,7 +591,7 @@ impl NodeThread {
     }
 
     fn lifecycle(
-        &self,
+        &mut self,
         node: &mut AnyNode,
         inputs: Vec<EdgeReceiver>,
         ctx: &mut Context,
@@ -591,12 +613,12 @@ impl NodeThread {
         shared.clock.start();
         let (body, closed) = match node {
             AnyNode::Source(s) => {
-                let body = self.produce(&mut **s, ctx);
-                (body, s.close(ctx))
+                let body = self.produce(s, ctx);
+                (body, if self.closed { Ok(()) } else { s.close(ctx) })
             }
             AnyNode::Processor(p) => {
-                let body = self.consume(&mut **p, inputs, ctx);
-                (body, p.close(ctx))
+                let body = self.consume(p, inputs, ctx);
+                (body, if self.closed { Ok(()) } else { p.close(ctx) })
             }
         };
         body.map_err(|source| self.failed(source))?;
@@ -625,7 +647,7 @@ impl NodeThread {
         flush(ctx)
     }
 
-    fn produce(&self, node: &mut dyn Source, ctx: &mut Context) -> Result<(), NodeError> {
+    fn produce(&mut self, node: &mut Box<dyn Source>, ctx: &mut Context) -> Result<(), NodeError> {
         loop {
             self.flush_if_interrupted(ctx, |ctx| node.flush(ctx))?;
             while ctx.control.try_recv().is_ok() {}
@@ -636,20 +658,87 @@ impl NodeThread {
             let t0 = Instant::now();
             let flow = {
                 let _s = tracing::debug_span!("produce").entered();
-                node.produce(ctx)?
+                if self.on_error == OnError::Restart {
+                    guarded(|| node.produce(ctx))
+                } else {
+                    node.produce(ctx)
+                }
             };
             ctx.stats
                 .process_time
                 .record(t0.elapsed().saturating_sub(ctx.blocked));
-            if flow == Flow::Done {
-                return Ok(());
+            match flow {
+                Ok(Flow::Done) => return Ok(()),
+                Ok(Flow::Continue) => {}
+                Err(e) if self.on_error == OnError::Restart => {
+                    ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    let fresh = self.restart(e, ctx, |old, ctx| old.close(ctx), node)?;
+                    match fresh {
+                        AnyNode::Source(s) => *node = s,
+                        AnyNode::Processor(_) => return Err(NodeError::new(WRONG_VARIANT)),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `on_error: restart` after `error`: closes the failed node, waits the back-off, builds
+    /// a fresh node and opens it (a failed build or open counts as one more failure). Gives
+    /// up with the error once the policy's limit is reached.
+    fn restart<N: ?Sized>(
+        &mut self,
+        mut error: NodeError,
+        ctx: &mut Context,
+        close: impl Fn(&mut N, &mut Context) -> Result<(), NodeError>,
+        old: &mut Box<N>,
+    ) -> Result<AnyNode, NodeError> {
+        if let Err(e) = guarded(|| close(old, ctx)) {
+            tracing::warn!(node = %self.name, "closing the failed node: {e}");
+        }
+        self.closed = true;
+        loop {
+            let now = ctx.now();
+            let r = &mut self.rebuild;
+            let window = r.policy.window;
+            r.recent.retain(|&t| t.saturating_add(window) > now);
+            if r.recent.len() >= r.policy.limit {
+                return Err(NodeError::new(format!(
+                    "{error} (restarted {} times within {} s; giving up)",
+                    r.recent.len(),
+                    r.policy.window.as_secs()
+                )));
+            }
+            r.recent.push_back(now);
+            let backoff = r.policy.backoff(r.recent.len());
+            tracing::warn!(
+                node = %self.name,
+                at = %now,
+                "restarting in {} ms after: {error}",
+                backoff.as_millis()
+            );
+            ctx.sleep_until(now.saturating_add(backoff));
+            let built = guarded(|| (r.factory)(&r.options)).and_then(|mut fresh| {
+                let opened = match &mut fresh {
+                    AnyNode::Source(s) => guarded(|| s.open(ctx)),
+                    AnyNode::Processor(p) => guarded(|| p.open(ctx)),
+                };
+                opened.map(|()| fresh)
+            });
+            match built {
+                Ok(fresh) => {
+                    ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    self.closed = false;
+                    return Ok(fresh);
+                }
+                Err(e) => error = e,
             }
         }
     }
 
     fn consume(
-        &self,
-        node: &mut dyn Processor,
+        &mut self,
+        node: &mut Box<dyn Processor>,
         inputs: Vec<EdgeReceiver>,
         ctx: &mut Context,
     ) -> Result<(), NodeError> {
@@ -703,8 +792,8 @@ impl NodeThread {
     }
 
     fn call(
-        &self,
-        node: &mut dyn Processor,
+        &mut self,
+        node: &mut Box<dyn Processor>,
         incoming: Incoming,
         ctx: &mut Context,
     ) -> Result<(), NodeError> {
@@ -720,13 +809,7 @@ impl NodeThread {
             let _s = tracing::debug_span!("process", port = incoming.port.index()).entered();
             match self.on_error {
                 OnError::Stop => node.process(incoming, ctx),
-                OnError::Skip => catch_unwind(AssertUnwindSafe(|| node.process(incoming, ctx)))
-                    .unwrap_or_else(|panic| {
-                        Err(NodeError::new(format!(
-                            "panicked: {}",
-                            panic_message(&*panic)
-                        )))
-                    }),
+                OnError::Skip | OnError::Restart => guarded(|| node.process(incoming, ctx)),
             }
         };
         ctx.stats.busy_since.store(0, Ordering::Relaxed);
@@ -738,6 +821,15 @@ impl NodeThread {
             (Err(e), OnError::Skip) => {
                 ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %self.name, at = %timestamp, "skipped a packet: {e}");
+                Ok(())
+            }
+            (Err(e), OnError::Restart) => {
+                ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.name, at = %timestamp, "skipped a packet: {e}");
+                match self.restart(e, ctx, |old, ctx| old.close(ctx), node)? {
+                    AnyNode::Processor(p) => *node = p,
+                    AnyNode::Source(_) => return Err(NodeError::new(WRONG_VARIANT)),
+                }
                 Ok(())
             }
             (Err(e), OnError::Stop) => Err(e),
@@ -765,6 +857,7 @@ impl Monitor {
                 max: s.process_time.max(),
                 interrupts: s.interrupts.load(Relaxed),
                 errors: s.errors.load(Relaxed),
+                restarts: s.restarts.load(Relaxed),
             })
             .collect();
         let edges = m
@@ -812,6 +905,19 @@ impl Drop for Running {
 }
 
 /// The message of a panic payload.
+/// Why a restart could not take the rebuilt node (a factory that changed its variant).
+const WRONG_VARIANT: &str = "the rebuilt node is not of the same variant (source/processor)";
+
+/// Runs `f`, turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, NodeError>) -> Result<T, NodeError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(NodeError::new(format!(
+            "panicked: {}",
+            panic_message(&*panic)
+        )))
+    })
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()

@@ -106,8 +106,10 @@ pub struct NodeStats {
     pub process_time: LatencyHistogram,
     /// Interrupts that reached the node (its own or one upstream of it).
     pub interrupts: AtomicU64,
-    /// Packets whose processing failed and were skipped (`on_error: skip`).
+    /// Packets whose processing failed and were skipped (`on_error: skip` or `restart`).
     pub errors: AtomicU64,
+    /// Times the node was rebuilt after a failure (`on_error: restart`).
+    pub restarts: AtomicU64,
     /// Nanoseconds since the run started at which the current call began; 0 when idle.
     pub busy_since: AtomicU64,
 }
@@ -148,8 +150,10 @@ pub struct NodeReport {
     pub max: Duration,
     /// Interrupts that reached the node.
     pub interrupts: u64,
-    /// Packets skipped after an error (`on_error: skip`).
+    /// Packets skipped after an error (`on_error: skip` or `restart`).
     pub errors: u64,
+    /// Times the node was rebuilt after a failure (`on_error: restart`).
+    pub restarts: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -213,13 +217,13 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6}",
-            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err"
+            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
+            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst"
         );
         for n in &self.nodes {
             let _ = writeln!(
                 s,
-                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6}",
+                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
                 n.name,
                 n.kind,
                 n.packets_in,
@@ -228,7 +232,8 @@ impl RunReport {
                 fmt_dur(n.p99),
                 fmt_dur(n.max),
                 n.interrupts,
-                n.errors
+                n.errors,
+                n.restarts
             );
         }
         let _ = writeln!(
@@ -310,6 +315,12 @@ const NODE_METRICS: &[Metric<NodeReport>] = &[
         "counter",
         "Packets skipped after an error.",
         |n| n.errors as f64,
+    ),
+    (
+        "weir_node_restarts_total",
+        "counter",
+        "Times the node was rebuilt after a failure.",
+        |n| n.restarts as f64,
     ),
 ];
 

@@ -675,6 +675,203 @@ nodes:
     assert_eq!(err.to_string(), "node `picky` failed: odd 1");
 }
 
+/// Numbers what it got since it was opened and fails on multiples of `fail_every` (or on
+/// everything with 1): a node whose state a restart must reset.
+struct Counting {
+    out: Output<Num>,
+    fail_every: u64,
+    since_open: u64,
+    opens: Arc<AtomicU64>,
+}
+
+impl Processor for Counting {
+    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let n = input.packet.get::<Num>().map_or(0, |n| n.0);
+        if n % self.fail_every == 0 {
+            return Err(NodeError::new(format!("cannot take {n}")));
+        }
+        self.since_open += 1;
+        ctx.send(self.out, ctx.now(), Num(n * 100 + self.since_open))
+    }
+}
+
+#[derive(Deserialize)]
+struct CountingConfig {
+    fail_every: u64,
+}
+
+impl Config for CountingConfig {
+    fn options() -> Vec<OptionSpec> {
+        vec![OptionSpec::with_default("fail_every", OptionType::Int, 4, "").range(1.0, 1e6)]
+    }
+}
+
+fn restart_registry(
+    got: Arc<Mutex<Vec<(u64, Timestamp)>>>,
+    builds: Arc<AtomicU64>,
+    opens: Arc<AtomicU64>,
+) -> Registry {
+    let mut r = Registry::new();
+    r.register(ticker_kind()).unwrap();
+    r.register(NodeKind::processor(
+        "test.counting",
+        "",
+        |p| (p.input::<Num>("in", ""), p.output::<Num>("out", "")),
+        move |c: CountingConfig, (_, out)| {
+            builds.fetch_add(1, Ordering::Relaxed);
+            Ok(Counting {
+                out,
+                fail_every: c.fail_every,
+                since_open: 0,
+                opens: opens.clone(),
+            })
+        },
+    ))
+    .unwrap();
+    r.register(recorder_kind("test.record", got)).unwrap();
+    r
+}
+
+#[test]
+fn on_error_restart_rebuilds_the_node_after_a_doubling_back_off() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (builds, opens) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let r = restart_registry(got.clone(), builds.clone(), opens.clone());
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 10, step_ms: 1, start_ms: 1 } }
+  counting: { node: test.counting, in: { in: src.out }, on_error: restart }
+  rec: { node: test.record, in: { in: counting.out } }
+";
+    let report = run(&r, yaml, ClockKind::Virtual);
+    let got = got.lock().unwrap().clone();
+    let values: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
+    // 0 (at 1 ms), 4 and 8 fail; the count since open starts again after each restart.
+    assert_eq!(values, [101, 202, 303, 501, 602, 703, 901]);
+    let at = |i: usize| got[i].1.as_nanos() / 1_000_000;
+    assert_eq!(at(0), 1 + 100, "the first restart waits 100 ms");
+    assert_eq!(at(3), 101 + 200, "the second, within the window, 200 ms");
+    assert_eq!(at(6), 301 + 400, "the third 400 ms");
+    let n = report.node("counting").unwrap();
+    assert_eq!((n.errors, n.restarts), (3, 3));
+    assert_eq!(builds.load(Ordering::Relaxed), 4);
+    assert_eq!(opens.load(Ordering::Relaxed), 4);
+}
+
+#[test]
+fn on_error_restart_gives_up_after_its_limit() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (builds, opens) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let r = restart_registry(got.clone(), builds.clone(), opens);
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 20, step_ms: 1, start_ms: 1 } }
+  counting: { node: test.counting, in: { in: src.out }, with: { fail_every: 1 }, on_error: restart }
+  rec: { node: test.record, in: { in: counting.out } }
+";
+    let plan = Loader::new(&r).load_str(Path::new("t.yaml"), yaml).unwrap();
+    let (report, err) = Graph::build(plan, &r)
+        .unwrap()
+        .with_clock(ClockKind::Virtual)
+        .start()
+        .unwrap()
+        .finish();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("node `counting` failed: cannot take 5 (restarted 5 times within 60 s; giving up)")
+    );
+    let n = report.node("counting").unwrap();
+    assert_eq!((n.errors, n.restarts), (6, 5));
+    assert_eq!(builds.load(Ordering::Relaxed), 6);
+    assert!(got.lock().unwrap().is_empty());
+}
+
+/// Emits one number per `step` of graph time from whenever it was opened; the first one
+/// built fails on its third packet, as a device that goes away would.
+struct Flaky {
+    out: Output<Num>,
+    sent: u64,
+    fails: bool,
+}
+
+impl Source for Flaky {
+    fn produce(&mut self, ctx: &mut Context) -> Result<Flow, NodeError> {
+        if self.fails && self.sent == 2 {
+            return Err(NodeError::new("device went away"));
+        }
+        if !ctx.sleep_until(ctx.now().saturating_add(Duration::from_millis(10))) {
+            return Ok(Flow::Done);
+        }
+        self.sent += 1;
+        ctx.send(self.out, ctx.now(), Num(self.sent))?;
+        Ok(if self.sent == 4 { Flow::Done } else { Flow::Continue })
+    }
+}
+
+#[test]
+fn a_restarted_source_goes_on_from_the_current_time() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut r = Registry::new();
+    let built = Arc::new(AtomicU64::new(0));
+    r.register(NodeKind::source(
+        "test.flaky",
+        "",
+        |p| p.output::<Num>("out", ""),
+        move |_: NoConfig, out| {
+            let first = built.fetch_add(1, Ordering::Relaxed) == 0;
+            Ok(Flaky {
+                out,
+                sent: 0,
+                fails: first,
+            })
+        },
+    ))
+    .unwrap();
+    r.register(recorder_kind("test.record", got.clone()))
+        .unwrap();
+    let yaml = "
+nodes:
+  src: { node: test.flaky, on_error: restart }
+  rec: { node: test.record, in: { in: src.out } }
+";
+    let report = run(&r, yaml, ClockKind::Virtual);
+    let got = got.lock().unwrap().clone();
+    let ms_of = |t: Timestamp| t.as_nanos() / 1_000_000;
+    let seen: Vec<(u64, u64)> = got.iter().map(|&(n, t)| (n, ms_of(t))).collect();
+    assert_eq!(seen, [(1, 10), (2, 20), (1, 130), (2, 140), (3, 150), (4, 160)]);
+    assert_eq!(report.node("src").unwrap().restarts, 1);
+}
+
+#[test]
+fn nodes_of_a_live_graph_skip_failed_packets_unless_told_otherwise() {
+    let mut r = Registry::new();
+    r.register(ticker_kind().role(weir_engine::Role::Live)).unwrap();
+    r.register(NodeKind::processor(
+        "test.pass",
+        "",
+        |p| (p.input::<Num>("in", ""), p.output::<Num>("out", "")),
+        |_: NoConfig, (_, out)| Ok(Picky { out }),
+    ))
+    .unwrap();
+    let yaml = "
+nodes:
+  mic: { node: test.ticker }
+  a: { node: test.pass, in: { in: mic.out } }
+  b: { node: test.pass, in: { in: a.out }, on_error: stop }
+";
+    let plan = Loader::new(&r).load_str(Path::new("t.yaml"), yaml).unwrap();
+    let policy = |name: &str| plan.nodes.iter().find(|n| n.name == name).unwrap().on_error;
+    use weir_engine::graph::OnError;
+    assert_eq!(policy("mic"), OnError::Stop, "a source has no packet to skip");
+    assert_eq!(policy("a"), OnError::Skip);
+    assert_eq!(policy("b"), OnError::Stop);
+}
+
 #[test]
 fn the_watchdog_reports_a_slow_node_and_a_full_queue_while_they_stall() {
     struct Stuck;

@@ -7,4 +7,6 @@ pub mod validate;
 
 pub use diagnostic::{closest, Diagnostic, GraphFileError, Pos};
 pub use loader::{load, KindSwap, Loader, Override};
-pub use validate::{GraphPlan, OnError, PlanEdge, PlanInterrupt, PlanNode, DEFAULT_MERGE_WAIT};
+pub use validate::{
+    GraphPlan, OnError, PlanEdge, PlanInterrupt, PlanNode, RestartPolicy, DEFAULT_MERGE_WAIT,
+};

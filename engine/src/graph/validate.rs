@@ -54,20 +54,60 @@ pub struct PlanNode {
 }
 
 /// What happens when a node fails to process one packet (an error or a panic).
+///
+/// Without `on_error`, a node stops in a file graph (a wrong result should end the run
+/// loudly) and skips in a live graph (one with a [`crate::Role::Live`] source: a device must
+/// keep answering); a source always stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnError {
     /// The node ends, the sources stop, what was produced drains and the run fails with the
-    /// node's error (the default).
+    /// node's error.
     #[default]
     Stop,
     /// The packet is skipped: the error is logged with the packet's timestamp, counted in
     /// the node's `errors`, and the node goes on with the next packet.
     Skip,
+    /// The packet is skipped and the node is rebuilt from its options and opened again
+    /// after a back-off (see [`RestartPolicy`]); sources too. Counted in `restarts`.
+    Restart,
 }
 
 impl OnError {
     /// The names accepted in graph files.
-    pub const NAMES: [&'static str; 2] = ["stop", "skip"];
+    pub const NAMES: [&'static str; 3] = ["stop", "skip", "restart"];
+}
+
+/// How `on_error: restart` backs off and when it gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Wait (graph time) before the first restart; doubled for each further restart within
+    /// `window`.
+    pub first_backoff: Duration,
+    /// The longest wait between two restarts.
+    pub max_backoff: Duration,
+    /// At most this many restarts within `window`; one more failure stops the node as
+    /// `on_error: stop` would.
+    pub limit: usize,
+    /// The sliding window the restarts are counted in.
+    pub window: Duration,
+}
+
+impl RestartPolicy {
+    /// 100 ms, doubling up to 5 s; at most 5 restarts within 60 s.
+    pub const DEFAULT: RestartPolicy = RestartPolicy {
+        first_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(5),
+        limit: 5,
+        window: Duration::from_secs(60),
+    };
+
+    /// The wait before restart number `n` (1-based) within the window.
+    pub fn backoff(&self, n: usize) -> Duration {
+        let doublings = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+        self.first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
 }
 
 /// A validated interrupt: every packet on the trigger port interrupts the target node and
@@ -177,6 +217,8 @@ struct Validator<'a> {
     registry: &'a Registry,
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
+    /// The file declares a live device (even if `--input` replaced it by a recording).
+    live: bool,
 }
 
 /// A node while it is being validated.
@@ -238,6 +280,7 @@ impl<'a> Validator<'a> {
             return plan;
         };
         let pending = self.nodes(nodes.value.0, overrides);
+        let live = self.live;
         self.edges(&pending, defaults, &mut plan);
         let cyclic = self.cycles(&pending, &plan);
         plan.nodes = pending
@@ -247,7 +290,7 @@ impl<'a> Validator<'a> {
                 kind: p.kind.map(|k| k.name.to_string()).unwrap_or_default(),
                 options: p.options.clone(),
                 merge_wait: self.merge_wait(p),
-                on_error: self.on_error(p),
+                on_error: self.on_error(p, live),
             })
             .collect();
         if !cyclic {
@@ -280,6 +323,10 @@ impl<'a> Validator<'a> {
             }
             seen.insert(name.value.clone(), name.referenced.line());
             let mut raw = node.value;
+            let declared = raw.node.as_ref().and_then(|k| self.registry.get(&k.value));
+            if declared.is_some_and(|k| matches!(k.role, crate::Role::Live)) {
+                self.live = true;
+            }
             if let Some(swap) = self.swaps.iter().find(|s| s.node == name.value) {
                 let at = raw.node.as_ref().map_or(node.referenced, |k| k.referenced);
                 raw.node = Some(Spanned::new(swap.kind.clone(), at, at));
@@ -764,19 +811,24 @@ impl<'a> Validator<'a> {
         found
     }
 
-    fn on_error(&mut self, p: &Pending<'a>) -> OnError {
-        let Some(policy) = &p.raw.on_error else {
-            return OnError::Stop;
-        };
+    fn on_error(&mut self, p: &Pending<'a>, live: bool) -> OnError {
         let is_source = p.kind.is_some_and(|k| k.is_source());
+        let Some(policy) = &p.raw.on_error else {
+            return if live && !is_source {
+                OnError::Skip
+            } else {
+                OnError::Stop
+            };
+        };
         match policy.value.as_str() {
             "stop" => OnError::Stop,
+            "restart" => OnError::Restart,
             "skip" if !is_source => OnError::Skip,
             "skip" => {
                 self.report(
                     Diagnostic::new(str_pos(policy), "`on_error: skip` is for nodes with inputs")
                         .node(&p.name.value)
-                        .expected("`on_error: stop` (a source has no packet to skip)"),
+                        .expected("`on_error: stop` or `restart` (a source has no packet to skip)"),
                 );
                 OnError::Stop
             }
@@ -890,6 +942,7 @@ pub(super) fn validate(
         swaps,
         diags: Vec::new(),
         from_cli: Vec::new(),
+        live: false,
     };
     let plan = v.graph(raw, path, overrides);
     v.diags
