@@ -155,3 +155,106 @@ fn live_graph_replays_a_file_in_place_of_the_microphone() {
         String::from_utf8_lossy(&run.stdout)
     );
 }
+
+/// A question, then after a pause longer than the draft silence (200 ms) but shorter than
+/// the turn's end (500 ms), more speech: "What is the capital of France? ... seven of
+/// clubs". Returns the path of the 16 kHz WAV.
+fn continued_utterance(dir: &std::path::Path) -> std::path::PathBuf {
+    let (_, question) = common::read_wav(&data("synth/question_16k.wav"));
+    let (_, more) = common::read_wav(&data("pocketsphinx/cards/003.wav"));
+    // The question's speech ends at 1.78 s; 70 ms of its silence + 250 ms + the 100 ms
+    // before the second clip's speech make a pause of about 420 ms.
+    let mut samples: Vec<f32> = question[..29_600].to_vec();
+    samples.extend(std::iter::repeat_n(0.0, 4_000));
+    samples.extend_from_slice(&more);
+    let path = dir.join("continued.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for s in samples {
+        w.write_sample((s * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+/// The `intr` column of `node` in a `--stats` table.
+fn interrupts_of(stats: &str, node: &str) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(7))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stats for `{node}` in {stats}"))
+}
+
+/// What the session log says: transcripts and answers, in order.
+fn texts(log: &[serde_json::Value]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l["type"] == "text")
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_continued_utterance_withdraws_the_speculative_transcript_and_answer() {
+    require_models();
+    let out = common::scratch("voice_assistant_continued");
+    let input = continued_utterance(&out);
+    let mic = format!("mic.path={}", input.display());
+    let speculative = weir(
+        &[
+            "run",
+            "graphs/voice_assistant.yaml",
+            "--clock",
+            "virtual",
+            "--stats",
+            "--set",
+            &mic,
+        ],
+        &[("WEIR_OUT", &out)],
+    );
+    assert!(speculative.status.success(), "{}", stderr(&speculative));
+    let log = common::read_jsonl(&out.join("session.jsonl"));
+    let events: Vec<&str> = log.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(
+        events,
+        ["speech_start", "speech_resumed", "speech_end"],
+        "one turn, resumed once: {log:?}"
+    );
+    // The draft at the pause was transcribed and answered, then withdrawn: the recognizer
+    // was interrupted, and only the whole utterance's transcript and answer came out.
+    let stats = stderr(&speculative);
+    assert_eq!(interrupts_of(&stats, "asr"), 1, "{stats}");
+    assert_eq!(interrupts_of(&stats, "turn"), 1, "{stats}");
+    let said = texts(&log);
+    assert_eq!(said.len(), 2, "one transcript, one answer: {said:?}");
+    let heard = said[0].to_lowercase();
+    assert!(
+        heard.contains("capital") && heard.contains("clubs"),
+        "the transcript holds both parts: {heard:?}"
+    );
+
+    // Without speculation the same turn gives the same transcript and answer.
+    let plain = common::scratch("voice_assistant_continued_plain");
+    let run = weir(
+        &[
+            "run",
+            "graphs/voice_assistant.yaml",
+            "--clock",
+            "virtual",
+            "--set",
+            &mic,
+            "--set",
+            "vad.draft_silence_ms=0",
+        ],
+        &[("WEIR_OUT", &plain)],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let plain_log = common::read_jsonl(&plain.join("session.jsonl"));
+    assert_eq!(texts(&plain_log), said);
+}

@@ -9,10 +9,13 @@
 //! Options: `model` (path, default `models/silero_vad_16k.onnx`, fetched by
 //! `bash tools/models/silero_vad.sh`), `threshold` (speech probability, 0.5), and the
 //! segment options shared with `speech.energy_vad`: `min_speech_ms` (250), `min_silence_ms`
-//! (300), `padding_ms` (100), `max_segment_s` (30). Outputs (shared with `speech.energy_vad`,
-//! see [`SegmentPorts`]): `segment` (speech segments with their samples), `events`
-//! (`speech_start` / `speech_end`) and `speech_start` (the `speech_start` events alone, to
-//! interrupt the nodes that answer: `interrupt: vad.speech_start`).
+//! (300), `padding_ms` (100), `max_segment_s` (30), `draft_silence_ms` (0). Outputs (shared
+//! with `speech.energy_vad`, see [`SegmentPorts`]): `segment` (speech segments with their
+//! samples), `events` (`speech_start` / `speech_end` / `speech_resumed`), `speech_start` (to
+//! interrupt the nodes that answer: `interrupt: vad.speech_start`), `speech_end` (the turn is
+//! confirmed), `draft` (a segment after `draft_silence_ms`, before the turn is certain) and
+//! `resumed` (speech went on after a draft: interrupt the work on it). A segment whose draft
+//! stood is sent exactly as drafted.
 //!
 //! The model (`silero_vad_openvino_16k.onnx`) takes 512 new samples per call, preceded by the
 //! last 64 samples of the previous call, and carries a recurrent state `[2, 1, 128]`.
@@ -125,6 +128,7 @@ pub fn kind() -> NodeKind {
         "Finds speech segments with the Silero VAD v6 model (16 kHz audio).",
         ports,
         |c: VadConfig, ports| {
+            c.segment.check()?;
             Ok(VadNode {
                 ports,
                 model_path: c.model,
@@ -240,6 +244,9 @@ pub struct VadStream {
     floor: NoiseFloor,
     steps: u64,
     speech_steps: u64,
+    /// Start sample of the draft sent for the open segment, while it stands: that segment
+    /// is sent as drafted (not refined), so the work done on the draft holds.
+    standing_draft: Option<u64>,
 }
 
 impl VadStream {
@@ -255,6 +262,7 @@ impl VadStream {
             floor: NoiseFloor::default(),
             steps: 0,
             speech_steps: 0,
+            standing_draft: None,
         }
     }
 
@@ -302,7 +310,9 @@ impl VadStream {
         let first = events.len();
         self.segmenter.push(&self.chunk, step.speech, events);
         // An end emitted on a speech chunk is a max-length cut, not the end of speech.
-        if !step.speech {
+        if step.speech {
+            self.standing_draft = None;
+        } else {
             self.refine_ends(&mut events[first..]);
         }
         self.chunk.clear();
@@ -310,7 +320,20 @@ impl VadStream {
     }
 
     /// Moves each real speech end back over trailing noise-floor audio (at most 60 ms).
-    fn refine_ends(&self, events: &mut [SegmentEvent]) {
+    fn refine_ends(&mut self, events: &mut [SegmentEvent]) {
+        // A draft sent ahead of its segment's end stands: the segment is then sent as
+        // drafted. A draft sent together with its end is refined like the segment.
+        for i in 0..events.len() {
+            match &events[i] {
+                SegmentEvent::Draft(d)
+                    if !matches!(events.get(i + 1), Some(SegmentEvent::End(_))) =>
+                {
+                    self.standing_draft = Some(d.start_sample);
+                }
+                SegmentEvent::Resumed(_) => self.standing_draft = None,
+                _ => {}
+            }
+        }
         let Some(floor_db) = self.floor.db() else {
             return;
         };
@@ -321,6 +344,9 @@ impl VadStream {
             let Some(SegmentEvent::Segment(seg)) = events.get(i + 1) else {
                 continue;
             };
+            if self.standing_draft.take() == Some(seg.start_sample) {
+                continue;
+            }
             let Some(speech_end) = end.checked_sub(seg.start_sample).map(|e| e as usize) else {
                 continue;
             };
@@ -333,6 +359,11 @@ impl VadStream {
             let mut seg = seg.clone();
             seg.samples = seg.samples[..kept].into();
             events[i] = SegmentEvent::End(end - trim as u64);
+            if let Some(SegmentEvent::Draft(d)) = i.checked_sub(1).and_then(|j| events.get(j)) {
+                if d.start_sample == seg.start_sample {
+                    events[i - 1] = SegmentEvent::Draft(seg.clone());
+                }
+            }
             events[i + 1] = SegmentEvent::Segment(seg);
         }
     }

@@ -183,6 +183,12 @@ fn tok_err(e: tokenizers::Error) -> LlmError {
     LlmError::Tokenizer(e.to_string())
 }
 
+/// The longest context Weir accepts from a model's `generation.json` (it sizes the KV cache).
+pub const MAX_POSITIONS: usize = 131_072;
+
+/// The most stop ids accepted from `generation.json`.
+const MAX_STOP_IDS: usize = 64;
+
 /// Stop ids and position limit from `generation.json`, with SmolLM2's values as defaults.
 fn generation_settings(dir: &Path) -> Result<(Vec<u32>, usize), LlmError> {
     let path = dir.join("generation.json");
@@ -219,8 +225,22 @@ fn generation_settings(dir: &Path) -> Result<(Vec<u32>, usize), LlmError> {
     if stop.is_empty() {
         return Err(bad("no `eos_token_id`".into()));
     }
-    if let Some(n) = json.get("max_positions").and_then(|v| v.as_u64()) {
-        max_positions = usize::try_from(n).unwrap_or(usize::MAX);
+    if stop.len() > MAX_STOP_IDS {
+        return Err(bad(format!(
+            "{} stop ids; at most {MAX_STOP_IDS} are taken",
+            stop.len()
+        )));
+    }
+    if let Some(v) = json.get("max_positions") {
+        max_positions = v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_POSITIONS).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "`max_positions` is {v}; expected a whole number in 1..={MAX_POSITIONS}"
+                ))
+            })?;
     }
     Ok((stop, max_positions))
 }

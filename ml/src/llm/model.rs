@@ -19,6 +19,13 @@ use tract_onnx::tract_core::internal::DimLike;
 use super::LlmError;
 use crate::runtime::{Model, ModelOptions};
 
+/// Attention heads per KV-cache tensor accepted from a model file (they size the cache).
+pub const MAX_HEADS: usize = 256;
+/// Values per head accepted from a model file.
+pub const MAX_HEAD_DIM: usize = 1024;
+/// `past_key_values` inputs accepted from a model file (keys and values of 256 layers).
+pub const MAX_CACHE_TENSORS: usize = 512;
+
 /// How the loaded model keeps its key/value cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheForm {
@@ -142,6 +149,17 @@ impl LanguageModel {
                     fact.shape
                 )));
             };
+            if !(1..=MAX_HEADS).contains(&heads) || !(1..=MAX_HEAD_DIM).contains(&head_dim) {
+                return Err(interface(format!(
+                    "input `{name}` has {heads} heads of {head_dim} values; expected \
+                     1..={MAX_HEADS} heads of 1..={MAX_HEAD_DIM}"
+                )));
+            }
+            if cache.len() >= MAX_CACHE_TENSORS {
+                return Err(interface(format!(
+                    "more than {MAX_CACHE_TENSORS} `past_key_values` inputs"
+                )));
+            }
             let empty = Tensor::zero_dt(*dt, &[1, heads, 0, head_dim]).map_err(run_err)?;
             cache.push(CachePair {
                 input: i,

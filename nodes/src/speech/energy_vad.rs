@@ -41,6 +41,9 @@ pub struct SegmentOptions {
     pub padding_ms: f64,
     /// Longest segment, in seconds; longer speech is cut.
     pub max_segment_s: f64,
+    /// Silence after which a draft of the segment goes out on `draft`, in ms; 0 = none (each
+    /// segment then goes out on `draft` as it ends).
+    pub draft_silence_ms: f64,
 }
 
 impl Default for SegmentOptions {
@@ -51,6 +54,7 @@ impl Default for SegmentOptions {
             min_silence_ms: 300.0,
             padding_ms: 100.0,
             max_segment_s: 30.0,
+            draft_silence_ms: 0.0,
         }
     }
 }
@@ -64,7 +68,23 @@ impl SegmentOptions {
             min_silence_ms: self.min_silence_ms,
             padding_ms: self.padding_ms,
             max_segment_ms: self.max_segment_s * 1000.0,
+            draft_silence_ms: self.draft_silence_ms,
         }
+    }
+
+    /// Checks the options against each other: a draft needs at least `padding_ms` of
+    /// silence (so it holds exactly the final segment's audio) and less than
+    /// `min_silence_ms` (or it would come after the segment).
+    pub fn check(&self) -> Result<(), NodeError> {
+        let d = self.draft_silence_ms;
+        if d > 0.0 && (d < self.padding_ms || d >= self.min_silence_ms) {
+            return Err(NodeError::new(format!(
+                "`draft_silence_ms` is {d}; expected 0 (no drafts) or at least `padding_ms` \
+                 ({}) and less than `min_silence_ms` ({})",
+                self.padding_ms, self.min_silence_ms
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +120,13 @@ pub fn segment_options() -> Vec<OptionSpec> {
             "longest segment; longer speech is cut",
         )
         .range(0.5, 3600.0),
+        OptionSpec::with_default(
+            "draft_silence_ms",
+            OptionType::Float,
+            0.0,
+            "silence after which a draft goes out on `draft` (speculation); 0: at the end",
+        )
+        .range(0.0, 10_000.0),
     ]
 }
 
@@ -108,15 +135,22 @@ pub fn segmenter_config(options: &SegmentOptions, rate: u32) -> SegmenterConfig 
     options.segmenter_config(rate)
 }
 
-/// The outputs every VAD node declares, in this order: `segment`, `events`, `speech_start`.
+/// The outputs every VAD node declares, in this order: `segment`, `events`, `speech_start`,
+/// `speech_end`, `draft`, `resumed`.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentPorts {
     /// `segment`: speech segments with their samples.
     pub segment: Output<SpeechSegment>,
-    /// `events`: `speech_start` and `speech_end` events.
+    /// `events`: `speech_start`, `speech_end` and `speech_resumed` events.
     pub event: Output<Event>,
     /// `speech_start`: the `speech_start` events alone (an interrupt trigger).
     pub speech_start: Output<Event>,
+    /// `speech_end`: the `speech_end` events alone (the turn is over: a confirmation).
+    pub speech_end: Output<Event>,
+    /// `draft`: a segment sent after `draft_silence_ms`, before the turn is certain.
+    pub draft: Output<SpeechSegment>,
+    /// `resumed`: speech went on after a draft (an interrupt trigger for the work on it).
+    pub resumed: Output<Event>,
 }
 
 impl SegmentPorts {
@@ -128,6 +162,18 @@ impl SegmentPorts {
             speech_start: p.output(
                 "speech_start",
                 "speech_start events only (use as an interrupt trigger)",
+            ),
+            speech_end: p.output(
+                "speech_end",
+                "speech_end events only (the turn is confirmed)",
+            ),
+            draft: p.output(
+                "draft",
+                "draft segments after `draft_silence_ms`, before the turn is certain",
+            ),
+            resumed: p.output(
+                "resumed",
+                "speech went on after a draft (interrupt the work on the draft)",
             ),
         }
     }
@@ -148,15 +194,23 @@ pub fn send_segment_events(
                 ctx.send(ports.segment, seg.start(), seg)?;
                 continue;
             }
+            SegmentEvent::Draft(seg) => {
+                ctx.send(ports.draft, seg.start(), seg)?;
+                continue;
+            }
             SegmentEvent::Start(s) => ("speech_start", s),
             SegmentEvent::End(s) => ("speech_end", s),
+            SegmentEvent::Resumed(s) => ("speech_resumed", s),
         };
         let t = Timestamp::from_samples(sample, rate);
         let fields = serde_json::json!({ "sample": sample, "time": t.as_secs_f64() });
         let packet = Packet::new(t, Event::new(name, fields));
-        if name == "speech_start" {
-            ctx.forward(ports.speech_start, packet.clone())?;
-        }
+        let alone = match name {
+            "speech_start" => ports.speech_start,
+            "speech_end" => ports.speech_end,
+            _ => ports.resumed,
+        };
+        ctx.forward(alone, packet.clone())?;
         ctx.forward(ports.event, packet)?;
     }
     Ok(())
@@ -216,7 +270,10 @@ pub fn kind() -> NodeKind {
         "speech.energy_vad",
         "Finds speech segments by signal energy against a tracked noise floor.",
         ports,
-        |c: EnergyVadConfig, ports| Ok(EnergyVadNode::new(c, ports)),
+        |c: EnergyVadConfig, ports| {
+            c.segment.check()?;
+            Ok(EnergyVadNode::new(c, ports))
+        },
     )
 }
 
@@ -382,7 +439,10 @@ mod tests {
             serde_json::from_value(serde_json::Value::Object(defaults)).unwrap();
         assert_eq!(parsed, SegmentOptions::default());
         let outputs: Vec<&str> = kind().outputs.iter().map(|p| p.name).collect();
-        assert_eq!(outputs, ["segment", "events", "speech_start"]);
+        assert_eq!(
+            outputs,
+            ["segment", "events", "speech_start", "speech_end", "draft", "resumed"]
+        );
     }
 
     #[test]

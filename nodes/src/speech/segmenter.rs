@@ -19,6 +19,10 @@ pub struct SegmenterConfig {
     pub padding_ms: f64,
     /// Segments longer than this are cut (e.g. 30 s for Whisper).
     pub max_segment_ms: f64,
+    /// Silence after which a draft of the segment is sent before `min_silence_ms` confirms
+    /// it (speculative turn-taking); 0 sends none. At least `padding_ms`, so a draft holds
+    /// exactly the audio of the final segment.
+    pub draft_silence_ms: f64,
 }
 
 /// What the segmenter found.
@@ -30,6 +34,13 @@ pub enum SegmentEvent {
     End(u64),
     /// A finished segment, padding included.
     Segment(SpeechSegment),
+    /// A draft of the open segment after `draft_silence_ms` of silence: the same audio the
+    /// final segment will hold if the silence lasts. A segment without a standing draft
+    /// (drafts off, a length cut, the end of the stream) is sent as a draft just before its
+    /// end, so a graph that works on drafts sees every segment.
+    Draft(SpeechSegment),
+    /// Speech resumed at this sample after a draft was sent: the draft is void.
+    Resumed(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,6 +54,7 @@ enum State {
     Speech {
         start: u64,
         end: u64,
+        drafted: bool,
     },
 }
 
@@ -53,6 +65,8 @@ pub struct Segmenter {
     min_silence: u64,
     pad: u64,
     max_len: u64,
+    /// 0: no drafts.
+    draft_silence: u64,
     state: State,
     buf: Vec<f32>,
     buf_start: u64,
@@ -73,6 +87,7 @@ impl Segmenter {
             min_silence: ms_to_samples(c.min_silence_ms, c.rate).max(1),
             pad: ms_to_samples(c.padding_ms, c.rate),
             max_len: ms_to_samples(c.max_segment_ms, c.rate).max(1),
+            draft_silence: ms_to_samples(c.draft_silence_ms, c.rate),
             state: State::Silence,
             buf: Vec::new(),
             buf_start: 0,
@@ -112,20 +127,43 @@ impl Segmenter {
                     }
                 }
             }
-            State::Speech { start, end } => {
+            State::Speech {
+                start,
+                end,
+                drafted,
+            } => {
                 if speech {
+                    if drafted {
+                        events.push(SegmentEvent::Resumed(p));
+                    }
                     let end = p + n;
                     if end - start >= self.max_len {
-                        self.emit(start, end, events);
+                        self.emit(start, end, false, events);
                         self.candidate(end, 0, events)
                     } else {
-                        State::Speech { start, end }
+                        State::Speech {
+                            start,
+                            end,
+                            drafted: false,
+                        }
                     }
                 } else if self.pos - end >= self.min_silence {
-                    self.emit(start, end, events);
+                    self.emit(start, end, drafted, events);
                     State::Silence
+                } else if !drafted && self.draft_silence > 0 && self.pos - end >= self.draft_silence
+                {
+                    events.push(SegmentEvent::Draft(self.segment(start, end)));
+                    State::Speech {
+                        start,
+                        end,
+                        drafted: true,
+                    }
                 } else {
-                    State::Speech { start, end }
+                    State::Speech {
+                        start,
+                        end,
+                        drafted,
+                    }
                 }
             }
         };
@@ -134,8 +172,13 @@ impl Segmenter {
 
     /// Ends the stream: a segment in progress is emitted up to the last speech.
     pub fn finish(&mut self, events: &mut Vec<SegmentEvent>) {
-        if let State::Speech { start, end } = self.state {
-            self.emit(start, end, events);
+        if let State::Speech {
+            start,
+            end,
+            drafted,
+        } = self.state
+        {
+            self.emit(start, end, drafted, events);
         }
         self.state = State::Silence;
     }
@@ -155,6 +198,7 @@ impl Segmenter {
             State::Speech {
                 start,
                 end: self.pos,
+                drafted: false,
             }
         } else {
             State::Candidate {
@@ -165,7 +209,8 @@ impl Segmenter {
         }
     }
 
-    fn emit(&mut self, start: u64, end: u64, events: &mut Vec<SegmentEvent>) {
+    /// The segment of speech from `start` to `end`, padded as far as the audio allows.
+    fn segment(&self, start: u64, end: u64) -> SpeechSegment {
         let from = start
             .saturating_sub(self.pad)
             .max(self.last_end)
@@ -173,13 +218,23 @@ impl Segmenter {
         let to = (end + self.pad).min(self.pos);
         let a = (from - self.buf_start) as usize;
         let b = (to - self.buf_start) as usize;
-        events.push(SegmentEvent::End(end));
-        events.push(SegmentEvent::Segment(SpeechSegment {
+        SpeechSegment {
             rate: self.rate,
             start_sample: from,
             samples: Arc::from(&self.buf[a..b]),
-        }));
-        self.last_end = to;
+        }
+    }
+
+    /// Ends a segment: a draft first unless one stands (drafts off, a length cut, the end
+    /// of the stream), so every segment also goes out as a draft, exactly once.
+    fn emit(&mut self, start: u64, end: u64, drafted: bool, events: &mut Vec<SegmentEvent>) {
+        let segment = self.segment(start, end);
+        self.last_end = segment.end_sample();
+        if !drafted {
+            events.push(SegmentEvent::Draft(segment.clone()));
+        }
+        events.push(SegmentEvent::End(end));
+        events.push(SegmentEvent::Segment(segment));
     }
 
     /// Drops buffered audio that no future segment can include.
@@ -211,6 +266,7 @@ mod tests {
             min_silence_ms: 100.0,
             padding_ms: 20.0,
             max_segment_ms: 10_000.0,
+            draft_silence_ms: 0.0,
         }
     }
 
@@ -260,5 +316,41 @@ mod tests {
         assert_eq!(got.first(), Some(&(0, 100)));
         assert!(got.len() >= 2);
         assert!(got.windows(2).all(|w| w[0].1 <= w[1].0));
+    }
+
+    /// Feeds a pattern; returns drafts, resumptions and segments as (kind, from, to).
+    fn all_events(pattern: &str, c: SegmenterConfig) -> Vec<(char, u64, u64)> {
+        let mut s = Segmenter::new(c);
+        let mut ev = Vec::new();
+        for (i, ch) in pattern.chars().enumerate() {
+            let w: Vec<f32> = (0..10).map(|k| (i * 10 + k) as f32).collect();
+            s.push(&w, ch == '#', &mut ev);
+        }
+        s.finish(&mut ev);
+        ev.into_iter()
+            .filter_map(|e| match e {
+                SegmentEvent::Draft(d) => Some(('d', d.start_sample, d.end_sample())),
+                SegmentEvent::Segment(d) => Some(('s', d.start_sample, d.end_sample())),
+                SegmentEvent::Resumed(at) => Some(('r', at, at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_draft_holds_the_final_segment_and_is_void_when_speech_resumes() {
+        let c = SegmenterConfig {
+            draft_silence_ms: 40.0,
+            ..config()
+        };
+        // A pause of 60 ms (> draft, < min silence): draft, then resumed; then the end.
+        let p = "..########......########...............";
+        assert_eq!(
+            all_events(p, c),
+            vec![('d', 0, 120), ('r', 160, 160), ('d', 0, 260), ('s', 0, 260)]
+        );
+        // Without drafts the segment is the same, and goes out as a draft too.
+        assert_eq!(segments(p, config()), vec![(0, 260)]);
+        assert_eq!(all_events(p, config()), vec![('d', 0, 260), ('s', 0, 260)]);
     }
 }
