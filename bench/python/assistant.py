@@ -48,9 +48,13 @@ def emit(event, **fields):
     sys.stdout.flush()
 
 
+ARENA = True  # onnxruntime's default CPU memory arena; --no-arena turns it off
+
+
 def session(path, threads):
     """One onnxruntime session, `threads` intra-op threads, no inter-op pool."""
     so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = ARENA
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -564,7 +568,11 @@ def main():
     ap.add_argument("--graph", default="graphs/voice_assistant.yaml")
     ap.add_argument("--input", help="WAV file (default: the graph's)")
     ap.add_argument("--check", action="store_true", help="assert the transcript and answer")
+    ap.add_argument("--no-arena", action="store_true",
+                    help="onnxruntime without its CPU memory arena (less memory)")
     args = ap.parse_args()
+    global ARENA
+    ARENA = not args.no_arena
     if args.input:
         args.input = os.path.abspath(args.input)
     os.chdir(ROOT)
