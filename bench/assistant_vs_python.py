@@ -234,8 +234,9 @@ def main():
     ap.add_argument("--tail-s", type=float, default=2.0,
                     help="silence after the recording, seconds (default 2; must exceed "
                          "the VAD's min_silence_ms)")
-    ap.add_argument("--python-no-arena", action="store_true",
-                    help="run onnxruntime without its CPU memory arena (defaults otherwise)")
+    ap.add_argument("--python-arena", action="store_true",
+                    help="run onnxruntime with its CPU memory arena (off by default: the "
+                         "stricter, lighter baseline)")
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     ap.add_argument("--check", action="store_true",
                     help="fail unless every run heard 'what is the capital ...' and answered "
@@ -256,8 +257,8 @@ def main():
     weir_cmd = [weir_bin, "run", GRAPH, "--set", f"mic.path={wav}", "--set", "mic.realtime=true",
                 "--set", "heard.format=json", "--set", "answer.format=json"]
     py_cmd = [os.path.join(ROOT, VENV_PY), "bench/python/assistant.py", "--input", wav]
-    if args.python_no_arena:
-        py_cmd.append("--no-arena")
+    if args.python_arena:
+        py_cmd.append("--arena")
     sides = {"Weir": (weir_cmd, parse_weir), "Python": (py_cmd, parse_python)}
 
     load_before = load_average()
