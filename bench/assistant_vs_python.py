@@ -289,6 +289,9 @@ def main():
                   f"heard {f.get('text')!r}, answered {f['answer']!r}", flush=True)
     load_after = load_average()
     weir, py = results["Weir"], results["Python"]
+    with open(os.path.join(ROOT, WORK, "results.json"), "w") as f:
+        json.dump({"command": sys.argv, "load_average": [load_before, load_after],
+                   "runs": results}, f, indent=1)
 
     print()
     print("Command: python3 bench/assistant_vs_python.py " + " ".join(sys.argv[1:]))
