@@ -20,8 +20,9 @@ Prints JSON lines on stdout, flushed at once (the driver stamps their arrival):
 
 --check: exits non-zero unless exactly one question was heard, it starts "what is the
 capital", and it was answered with a sentence about a capital. (Weir hears "What is the
-capital of France?" in this recording; Whisper on onnxruntime hears "What is the capital
-and friends?" from the same samples, so "france" is not asserted here: see BENCHMARKS.md.)
+capital on France?" in this recording at real-time pace; Whisper on onnxruntime hears "What
+is the capital and friends?" from the same segment, so "france" is not asserted here: see
+BENCHMARKS.md.)
 """
 
 import argparse
