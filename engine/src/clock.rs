@@ -136,9 +136,9 @@ impl Clock {
         self.0.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts graph time (every node has opened).
-    pub(crate) fn start(&self) {
-        let _ = self.0.start.set(Instant::now());
+    /// Starts graph time (every node has opened); true for the one call that started it.
+    pub(crate) fn start(&self) -> bool {
+        self.0.start.set(Instant::now()).is_ok()
     }
 
     /// Graph time now.

@@ -610,7 +610,11 @@ impl NodeThread {
             return Ok(());
         }
         shared.barrier.arrive_and_wait();
-        shared.clock.start();
+        if shared.clock.start() {
+            // The moment sources start (models loaded), for benchmarks that time a run from
+            // outside: `RUST_LOG=weir_engine=info` prints it with its wall-clock time.
+            tracing::info!(target: "weir_engine::clock", "all nodes open: graph clock started");
+        }
         let (body, closed) = match node {
             AnyNode::Source(s) => {
                 let body = self.produce(s, ctx);
