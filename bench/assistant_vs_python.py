@@ -237,6 +237,8 @@ def main():
     ap.add_argument("--python-arena", action="store_true",
                     help="run onnxruntime with its CPU memory arena (off by default: the "
                          "stricter, lighter baseline)")
+    ap.add_argument("--weir-set", action="append", default=[], metavar="NODE.OPTION=VALUE",
+                    help="an extra --set for Weir, e.g. vad.draft_silence_ms=0 (no speculation)")
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     ap.add_argument("--check", action="store_true",
                     help="fail unless every run heard 'what is the capital ...' and answered "
@@ -256,6 +258,8 @@ def main():
                RUST_LOG="warn,weir_engine::clock=info,weir_ml=debug")
     weir_cmd = [weir_bin, "run", GRAPH, "--set", f"mic.path={wav}", "--set", "mic.realtime=true",
                 "--set", "heard.format=json", "--set", "answer.format=json"]
+    for extra in args.weir_set:
+        weir_cmd += ["--set", extra]
     py_cmd = [os.path.join(ROOT, VENV_PY), "bench/python/assistant.py", "--input", wav]
     if args.python_arena:
         py_cmd.append("--arena")

@@ -121,8 +121,10 @@ impl Processor for TurnGate {
             Lane::Transcript
         } else if self.ports.tokens_in.get(&input).is_some() {
             Lane::Tokens
-        } else {
+        } else if self.ports.answer_in.get(&input).is_some() {
             Lane::Answer
+        } else {
+            return Err(NodeError::new("a packet on no known input"));
         };
         let packet = input.packet;
         if self.held.is_empty() && self.passes(&packet) {
@@ -151,5 +153,78 @@ impl Processor for TurnGate {
         }
         self.held.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use weir_engine::testing::NodeRunner;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_nanos(ms * 1_000_000)
+    }
+
+    fn text(ms: u64, s: &str) -> Packet {
+        Packet::new(
+            at(ms),
+            Text {
+                text: Arc::from(s),
+                start: at(ms),
+                end: at(ms + 500),
+            },
+        )
+    }
+
+    fn token(ms: u64, index: u32) -> Packet {
+        Packet::new(
+            at(ms),
+            Token {
+                id: index,
+                text: Arc::from("x"),
+                index,
+                last: false,
+            },
+        )
+    }
+
+    fn speech_end(ms: u64) -> Packet {
+        Packet::new(at(ms), Event::new("speech_end", serde_json::json!({})))
+    }
+
+    #[test]
+    fn a_turn_passes_once_its_speech_end_arrives_and_the_next_waits_for_its_own() {
+        let out = NodeRunner::new(kind())
+            .feed("transcript", [text(0, "first"), text(2000, "second")])
+            .feed("tokens", [token(0, 0), token(0, 1), token(0, 2)])
+            .feed(
+                "confirm",
+                [
+                    Packet::new(at(700), Event::new("speech_start", serde_json::json!({}))),
+                    speech_end(900),
+                ],
+            )
+            .run()
+            .unwrap();
+        let heard: Vec<&str> = out
+            .values::<Text>("transcript")
+            .iter()
+            .map(|t| &*t.text)
+            .collect();
+        assert_eq!(heard, ["first"], "the second turn was never confirmed");
+        assert_eq!(out.values::<Token>("tokens").len(), 3);
+    }
+
+    #[test]
+    fn an_interrupt_withdraws_what_is_held() {
+        let out = NodeRunner::new(kind())
+            .feed("transcript", [text(0, "draft")])
+            .feed("confirm", [speech_end(900)])
+            .interrupt_at([speech_end(500)])
+            .run()
+            .unwrap();
+        assert!(out.packets("transcript").is_empty());
+        assert_eq!(out.report.node("node").unwrap().interrupts, 1);
     }
 }
