@@ -1,6 +1,9 @@
 //! The prompt (prefill) paths of the SmolLM2 model agree with the exported graph: running the
 //! output layer on the last position only gives the same logits and the same greedy answer as
-//! running it on every position. Real model, real prompt.
+//! running it on every position, and the 4-bit products of a several-token prompt go through a
+//! matrix-matrix kernel (Weir's panel-extractor registration, `weir_ml::kernels`). Real model,
+//! real prompt. (The logits are also compared with tract's own kernel selection, by
+//! `WEIR_Q4_PANEL_EXTRACT=off`, in BENCHMARKS.md: identical.)
 //!
 //! The model must have been fetched (`bash tools/fetch-models.sh`); without it these tests fail
 //! and say so.
@@ -49,6 +52,19 @@ fn run(transform: bool, last_position_only: bool) -> (Vec<f32>, Vec<f32>, Vec<u3
         ..LoadOptions::default()
     };
     let lm = LanguageModel::load(&dir.join("model.onnx"), &options).unwrap();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+        let extractors = weir_ml::kernels::panel_extractors();
+        assert!(
+            extractors.iter().any(|e| e.starts_with("weir_")),
+            "{extractors:?}"
+        );
+        // A product with two kernels switches between them on the number of rows: one for a
+        // single token, a matrix-matrix one for a prompt.
+        let kernels = lm.matmul_kernels();
+        let switching = kernels.iter().filter(|k| k.contains(" / ")).count();
+        assert!(switching >= 30 * 4, "{kernels:?}");
+    }
     let mut session = lm.session().unwrap();
     let after_system = session.feed(&lm, &system).unwrap();
     let after_user = session.feed(&lm, &user).unwrap();
