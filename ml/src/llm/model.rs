@@ -213,20 +213,32 @@ impl LanguageModel {
 
     /// The matrix-product kernels of the optimized plan, one line per product: tract's kernel
     /// names (a matrix-vector and a matrix-matrix one when the product switches on the number
-    /// of rows). A diagnostic for benchmarks and tests.
+    /// of rows), then the panel extractors the product uses, if any, in brackets. A
+    /// diagnostic for benchmarks and tests.
     pub fn matmul_kernels(&self) -> Vec<String> {
-        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        use tract_onnx::tract_core::ops::matmul::optimized::{OptMatMul, ProtoFusedSpec};
         self.plan
             .model()
             .nodes()
             .iter()
             .filter_map(|node| node.op_as::<OptMatMul>())
             .map(|op| {
-                op.mmm
+                let kernels: Vec<String> = op.mmm.iter().map(|k| k.name().to_string()).collect();
+                let extractors: Vec<String> = op
+                    .micro_ops
                     .iter()
-                    .map(|k| k.name().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" / ")
+                    .filter_map(|spec| match spec {
+                        ProtoFusedSpec::AddMatMul { packings, .. } => Some(packings),
+                        _ => None,
+                    })
+                    .flatten()
+                    .filter_map(|(_, extractor)| extractor.as_ref().map(|e| e.name.clone()))
+                    .collect();
+                if extractors.is_empty() {
+                    kernels.join(" / ")
+                } else {
+                    format!("{} [{}]", kernels.join(" / "), extractors.join(", "))
+                }
             })
             .collect()
     }
