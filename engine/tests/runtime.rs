@@ -809,7 +809,11 @@ impl Source for Flaky {
         }
         self.sent += 1;
         ctx.send(self.out, ctx.now(), Num(self.sent))?;
-        Ok(if self.sent == 4 { Flow::Done } else { Flow::Continue })
+        Ok(if self.sent == 4 {
+            Flow::Done
+        } else {
+            Flow::Continue
+        })
     }
 }
 
@@ -843,14 +847,18 @@ nodes:
     let got = got.lock().unwrap().clone();
     let ms_of = |t: Timestamp| t.as_nanos() / 1_000_000;
     let seen: Vec<(u64, u64)> = got.iter().map(|&(n, t)| (n, ms_of(t))).collect();
-    assert_eq!(seen, [(1, 10), (2, 20), (1, 130), (2, 140), (3, 150), (4, 160)]);
+    assert_eq!(
+        seen,
+        [(1, 10), (2, 20), (1, 130), (2, 140), (3, 150), (4, 160)]
+    );
     assert_eq!(report.node("src").unwrap().restarts, 1);
 }
 
 #[test]
 fn nodes_of_a_live_graph_skip_failed_packets_unless_told_otherwise() {
     let mut r = Registry::new();
-    r.register(ticker_kind().role(weir_engine::Role::Live)).unwrap();
+    r.register(ticker_kind().role(weir_engine::Role::Live))
+        .unwrap();
     r.register(NodeKind::processor(
         "test.pass",
         "",
@@ -867,7 +875,11 @@ nodes:
     let plan = Loader::new(&r).load_str(Path::new("t.yaml"), yaml).unwrap();
     let policy = |name: &str| plan.nodes.iter().find(|n| n.name == name).unwrap().on_error;
     use weir_engine::graph::OnError;
-    assert_eq!(policy("mic"), OnError::Stop, "a source has no packet to skip");
+    assert_eq!(
+        policy("mic"),
+        OnError::Stop,
+        "a source has no packet to skip"
+    );
     assert_eq!(policy("a"), OnError::Skip);
     assert_eq!(policy("b"), OnError::Stop);
 }

@@ -95,6 +95,7 @@ fn bench_vad(args: &Args) -> Result<(), String> {
         min_silence_ms: 300.0,
         padding_ms: 100.0,
         max_segment_ms: 30_000.0,
+        draft_silence_ms: 0.0,
     };
     let mut chunks = 0;
     let total = measure(args.runs, || {

@@ -2,6 +2,7 @@
 //!
 //! Nodes that run ONNX models with tract, all on the CPU, loaded once in `open`.
 
+pub mod kernels;
 pub mod llm;
 pub mod runtime;
 pub mod vad;

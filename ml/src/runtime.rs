@@ -43,6 +43,13 @@ pub struct ModelOptions {
     /// Apply tract's `transformers_detect_all` transform: recognised `Concat(past, new)`
     /// KV-cache patterns become internal state, kept in a [`ModelState`] across calls.
     pub transformers: bool,
+    /// Name prefix of an output head (e.g. `lm_head`: nodes named `lm_head` or `lm_head.*`)
+    /// that only needs the last sequence position. The one tensor the head takes from the
+    /// rest of the graph is gathered at index -1 of axis 1 before it, so a prompt of `S`
+    /// tokens runs the head once instead of `S` times and its output has length 1 on that
+    /// axis. Exact for a head that works row by row (matrix products, norms). `None` (the
+    /// default) leaves the graph as it is; a prefix no node has changes nothing.
+    pub last_position_head: Option<String>,
 }
 
 impl Default for ModelOptions {
@@ -50,6 +57,7 @@ impl Default for ModelOptions {
         ModelOptions {
             threads: 1,
             transformers: false,
+            last_position_head: None,
         }
     }
 }
@@ -143,6 +151,7 @@ impl Model {
             });
         }
         let started = Instant::now();
+        crate::kernels::ensure_registered();
         let threads = effective_threads(&path, options.threads);
         let load_err = |e: TractError| ModelError::Load {
             path: path.clone(),
@@ -150,6 +159,9 @@ impl Model {
         };
         let mut inference = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
         unique_names(inference.nodes_mut());
+        if let Some(prefix) = &options.last_position_head {
+            gather_last_position(&mut inference, prefix).map_err(load_err)?;
+        }
         let mut typed = inference.into_typed().map_err(load_err)?;
         if options.transformers {
             typed = typed.into_decluttered().map_err(load_err)?;
@@ -309,6 +321,50 @@ impl ModelState {
 /// Renames nodes that share a name (`name`, `name#2`, ...). Some exporters give many nodes the
 /// same name (Silero's openvino file has dozens of `F0::anon` constants), which tract's
 /// consistency checks reject in debug builds.
+/// Feeds the nodes named `prefix` or `prefix.*` only the last position (index -1 of axis 1)
+/// of the single tensor they take from the rest of the graph (constants aside). Returns
+/// whether there was such a head. Fails if the head reads more than one outside tensor, since
+/// slicing only some of them would mix positions.
+fn gather_last_position(model: &mut InferenceModel, prefix: &str) -> TractResult<bool> {
+    let in_head = |name: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    let mut feeds: Vec<(OutletId, InletId)> = Vec::new();
+    for node in model.nodes() {
+        if !in_head(&node.name) {
+            continue;
+        }
+        for (slot, input) in node.inputs.iter().enumerate() {
+            let producer = model.node(input.node);
+            if in_head(&producer.name) || producer.op.name() == "Const" {
+                continue;
+            }
+            feeds.push((*input, InletId::new(node.id, slot)));
+        }
+    }
+    let Some(&(source, _)) = feeds.first() else {
+        return Ok(false);
+    };
+    if feeds.iter().any(|(outlet, _)| *outlet != source) {
+        return Err(TractError::msg(format!(
+            "the `{prefix}` head reads more than one tensor from the rest of the graph"
+        )));
+    }
+    let index = model.add_const(format!("{prefix}.last_position.index"), tensor1(&[-1i64]))?;
+    let last = model.wire_node(
+        format!("{prefix}.last_position"),
+        tract_onnx::tract_hir::ops::expandable::expand(
+            tract_onnx::tract_hir::ops::array::Gather::new(1),
+        ),
+        &[source, index],
+    )?[0];
+    for (_, inlet) in feeds {
+        model.add_edge(last, inlet)?;
+    }
+    Ok(true)
+}
+
 fn unique_names<F, O>(nodes: &mut [tract_onnx::tract_core::model::Node<F, O>])
 where
     F: Fact + Clone + 'static,

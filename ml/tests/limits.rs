@@ -44,7 +44,9 @@ fn a_context_length_out_of_range_is_refused_before_loading() {
         let e = load_error(&format!("positions_{name}"), &json);
         assert!(e.contains("generation.json"), "{e}");
         assert!(
-            e.contains(&format!("`max_positions` is {value}; expected a whole number in 1..=131072")),
+            e.contains(&format!(
+                "`max_positions` is {value}; expected a whole number in 1..=131072"
+            )),
             "{e}"
         );
     }

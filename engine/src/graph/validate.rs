@@ -103,7 +103,9 @@ impl RestartPolicy {
 
     /// The wait before restart number `n` (1-based) within the window.
     pub fn backoff(&self, n: usize) -> Duration {
-        let doublings = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+        let doublings = u32::try_from(n.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(16);
         self.first_backoff
             .saturating_mul(1 << doublings)
             .min(self.max_backoff)

@@ -282,6 +282,7 @@ impl ChatModel {
             &LoadOptions {
                 transform: config.kv_state,
                 threads: config.threads.max(1),
+                ..LoadOptions::default()
             },
         )?;
         let sampler = Sampler::new(config.sampler.clone());

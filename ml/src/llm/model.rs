@@ -26,6 +26,10 @@ pub const MAX_HEAD_DIM: usize = 1024;
 /// `past_key_values` inputs accepted from a model file (keys and values of 256 layers).
 pub const MAX_CACHE_TENSORS: usize = 512;
 
+/// Name prefix of the output-layer nodes in the converted SmolLM2 file
+/// (`tools/convert_smollm2.py`).
+pub const LM_HEAD: &str = "lm_head";
+
 /// How the loaded model keeps its key/value cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheForm {
@@ -43,6 +47,10 @@ pub struct LoadOptions {
     pub transform: bool,
     /// Matrix-multiplication threads (1 = no thread pool).
     pub threads: usize,
+    /// Run the output layer (`lm_head.*` nodes) on the last position only: a prompt chunk
+    /// then costs one output-layer product instead of one per token. [`Session::feed`]
+    /// returns the last position's logits either way.
+    pub last_position_only: bool,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +58,7 @@ impl Default for LoadOptions {
         LoadOptions {
             transform: true,
             threads: 1,
+            last_position_only: true,
         }
     }
 }
@@ -91,6 +100,7 @@ impl LanguageModel {
             ModelOptions {
                 threads: options.threads.max(1),
                 transformers: options.transform,
+                last_position_head: options.last_position_only.then(|| LM_HEAD.to_string()),
             },
         )?;
         let mut lm = LanguageModel::from_model(path, &model)?;
@@ -199,6 +209,38 @@ impl LanguageModel {
     /// The ONNX file this model came from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The matrix-product kernels of the optimized plan, one line per product: tract's kernel
+    /// names (a matrix-vector and a matrix-matrix one when the product switches on the number
+    /// of rows), then the panel extractors the product uses, if any, in brackets. A
+    /// diagnostic for benchmarks and tests.
+    pub fn matmul_kernels(&self) -> Vec<String> {
+        use tract_onnx::tract_core::ops::matmul::optimized::{OptMatMul, ProtoFusedSpec};
+        self.plan
+            .model()
+            .nodes()
+            .iter()
+            .filter_map(|node| node.op_as::<OptMatMul>())
+            .map(|op| {
+                let kernels: Vec<String> = op.mmm.iter().map(|k| k.name().to_string()).collect();
+                let extractors: Vec<String> = op
+                    .micro_ops
+                    .iter()
+                    .filter_map(|spec| match spec {
+                        ProtoFusedSpec::AddMatMul { packings, .. } => Some(packings),
+                        _ => None,
+                    })
+                    .flatten()
+                    .filter_map(|(_, extractor)| extractor.as_ref().map(|e| e.name.clone()))
+                    .collect();
+                if extractors.is_empty() {
+                    kernels.join(" / ")
+                } else {
+                    format!("{} [{}]", kernels.join(" / "), extractors.join(", "))
+                }
+            })
+            .collect()
     }
 
     /// A new conversation with an empty cache.

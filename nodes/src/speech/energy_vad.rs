@@ -441,7 +441,14 @@ mod tests {
         let outputs: Vec<&str> = kind().outputs.iter().map(|p| p.name).collect();
         assert_eq!(
             outputs,
-            ["segment", "events", "speech_start", "speech_end", "draft", "resumed"]
+            [
+                "segment",
+                "events",
+                "speech_start",
+                "speech_end",
+                "draft",
+                "resumed"
+            ]
         );
     }
 
