@@ -35,8 +35,6 @@ pub struct GatePorts {
     confirm: Input<Event>,
     transcript_in: Input<Text>,
     tokens_in: Input<Token>,
-    // Declared so that the port exists; not read yet (as on main).
-    #[allow(dead_code)]
     answer_in: Input<Text>,
     transcript: Output<Text>,
     tokens: Output<Token>,
