@@ -289,6 +289,7 @@ impl TtsNode {
             tracing::debug!(
                 phrases = a.phrases,
                 input_ts = %a.input,
+                first_audio_at = a.first_audio.map(|t| t.as_secs_f64()),
                 first_audio_after_ms = a.first_audio.map(|t| ms_between(a.started, t)),
                 "speech.tts: answer spoken"
             );
