@@ -100,7 +100,11 @@ fn tract_parts_match_onnxruntime() {
         noise_w: 0.0,
     };
     let got = voice.synthesize(&ids, scales, &mut Rng::new(1)).unwrap();
-    assert_eq!(got.len(), want.len(), "sample count differs from onnxruntime");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "sample count differs from onnxruntime"
+    );
     let err = got
         .iter()
         .zip(&want)
@@ -129,7 +133,8 @@ fn a_spoken_sentence_is_heard_by_whisper() {
     assert!(audio.iter().all(|s| s.is_finite()));
     let heard = hear(rate, &audio);
     println!("Whisper heard: {heard}");
-    for word in ["capital", "france", "paris", "beautiful", "city"] {
+    // Whisper tiny.en sometimes runs "France is" together as "Francis".
+    for word in ["capital", "fran", "paris", "beautiful", "city"] {
         assert!(heard.contains(word), "`{word}` not in `{heard}`");
     }
 }
@@ -184,7 +189,10 @@ fn espeak_engine_speaks_without_a_model() {
     assert!((0.8..5.0).contains(&secs), "{secs} s");
     assert!(rms(&audio) > 0.02);
     let heard = hear(rate, &audio);
-    assert!(heard.contains("left") && heard.contains("station"), "{heard}");
+    assert!(
+        heard.contains("left") && heard.contains("station"),
+        "{heard}"
+    );
 }
 
 #[test]
@@ -227,20 +235,24 @@ fn an_interrupt_stops_speech_and_flushes_queued_tokens() {
     weir_ml::register(&mut registry).unwrap();
     let (tokens, tokens_tx) = channel_source("test.tokens", Token::PORT, 1024);
     let (trigger, trigger_tx) = channel_source("test.trigger", Event::PORT, 1);
+    let (texts, text_tx) = channel_source("test.texts", Text::PORT, 4);
     let (sink, audio_rx) = channel_sink("test.audio", AudioFrame::PORT, 4096);
-    for kind in [tokens, trigger, sink] {
+    for kind in [tokens, trigger, texts, sink] {
         registry.register(kind).unwrap();
     }
     let dir = voice_dir();
+    // As in the voice assistant, the interrupt targets the producer of the tokens (there the
+    // language model): its region holds the speech node, and the tokens it had queued for
+    // the speech node are stale. The next answer comes from outside the region.
     let yaml = format!(
         "nodes:
-  tokens: {{ node: test.tokens }}
+  tokens: {{ node: test.tokens, interrupt: trigger.out }}
   trigger: {{ node: test.trigger }}
+  texts: {{ node: test.texts }}
   tts:
     node: speech.tts
-    in: {{ tokens: tokens.out }}
+    in: {{ tokens: tokens.out, text: texts.out }}
     queue: {{ size: 512, overflow: block }}
-    interrupt: trigger.out
     with: {{ voice_dir: {dir:?} }}
   audio: {{ node: test.audio, in: {{ in: tts.audio }} }}
 "
@@ -263,10 +275,11 @@ fn an_interrupt_stops_speech_and_flushes_queued_tokens() {
         .expect("the first audio within 2 minutes");
     let stop = Event::new("speech_start", serde_json::json!({}));
     trigger_tx.send(Packet::new(Timestamp::ZERO, stop)).unwrap();
-    for p in word_tokens("Goodbye for now.", Timestamp::from_secs_f64(60.0)) {
-        tokens_tx.send(p).unwrap();
-    }
-    drop((tokens_tx, trigger_tx));
+    let next = "Goodbye for now, and have a nice day.";
+    text_tx
+        .send(text(Timestamp::from_secs_f64(60.0), next))
+        .unwrap();
+    drop((tokens_tx, trigger_tx, text_tx));
     let report = running.wait().unwrap();
 
     let packets: Vec<Packet> = std::iter::once(first).chain(audio_rx.try_iter()).collect();
@@ -287,10 +300,23 @@ fn an_interrupt_stops_speech_and_flushes_queued_tokens() {
     assert!(flushed > 0, "no queued token was flushed");
     // The whole answer is about 20 s of speech; at most the phrase being made when the
     // interrupt came and the one before it are heard.
-    assert!(before < 9.0, "{before} s spoken: the interrupt did not stop the answer");
+    assert!(
+        before < 9.0,
+        "{before} s spoken: the interrupt did not stop the answer"
+    );
     assert!(after > 0.5, "the answer after the interrupt was not spoken");
-    let (_, all) = samples(&packets);
-    let tail = &all[all.len() - (after * 22_050.0) as usize..];
-    let heard = hear(22_050, tail);
-    assert!(heard.contains("goodbye"), "{heard}");
+    // What is heard after the interrupt is the next answer, whole and contiguous.
+    let next: Vec<Packet> = packets.into_iter().filter(|p| p.epoch() == 1).collect();
+    let first_sample = next[0].get::<AudioFrame>().unwrap().start_sample;
+    let mut tail = Vec::new();
+    for p in &next {
+        let f = p.get::<AudioFrame>().unwrap();
+        assert_eq!(f.start_sample, first_sample + tail.len() as u64);
+        tail.extend_from_slice(&f.samples);
+    }
+    let heard = hear(22_050, &tail);
+    assert!(
+        heard.contains("goodbye") && heard.contains("day"),
+        "{heard}"
+    );
 }

@@ -376,7 +376,11 @@ fn speak_piper(
     let table = voice.table();
     let (body, unknown) = table.body(&ipa);
     if unknown > 0 {
-        tracing::debug!(unknown, ipa, "speech.tts: phonemes not in the voice's table skipped");
+        tracing::debug!(
+            unknown,
+            ipa,
+            "speech.tts: phonemes not in the voice's table skipped"
+        );
     }
     let mut pieces = Vec::new();
     for piece in split_body(&body, voice.max_body(), table.space()) {

@@ -141,7 +141,9 @@ mod tests {
 
     #[test]
     fn tokens_numbers_and_abbreviations() {
-        let tokens = ["It", " is", " 3", ".", "5", " km", " away", "!", " Yes", "?", "\n", "Ok"];
+        let tokens = [
+            "It", " is", " 3", ".", "5", " km", " away", "!", " Yes", "?", "\n", "Ok",
+        ];
         assert_eq!(
             split(&tokens, PhraseConfig::default()),
             ["It is 3.5 km away!", "Yes?", "Ok"]

@@ -89,7 +89,11 @@ impl Voice {
     pub fn load(dir: impl AsRef<Path>, threads: usize) -> Result<Voice, TtsError> {
         let dir = dir.as_ref().to_path_buf();
         let json_path = dir.join("voice.json");
-        for path in [dir.join("part_a.onnx"), dir.join("part_b.onnx"), json_path.clone()] {
+        for path in [
+            dir.join("part_a.onnx"),
+            dir.join("part_b.onnx"),
+            json_path.clone(),
+        ] {
             if !path.is_file() {
                 return Err(TtsError::MissingVoice { path });
             }
@@ -176,12 +180,7 @@ impl Voice {
     }
 
     /// Part A: frames per phoneme, prior mean and log std, for framed `ids`.
-    pub fn encode(
-        &self,
-        ids: &[i64],
-        scales: Scales,
-        rng: &mut Rng,
-    ) -> Result<Encoded, TtsError> {
+    pub fn encode(&self, ids: &[i64], scales: Scales, rng: &mut Rng) -> Result<Encoded, TtsError> {
         let n = self.capacity;
         if ids.is_empty() || ids.len() > n {
             return Err(TtsError::TooManyPhonemes {
@@ -225,7 +224,13 @@ impl Voice {
             capacity: n,
             durations: durations[..ids.len()]
                 .iter()
-                .map(|&d| if d.is_finite() { d.max(0.0) as usize } else { 0 })
+                .map(|&d| {
+                    if d.is_finite() {
+                        d.max(0.0) as usize
+                    } else {
+                        0
+                    }
+                })
                 .collect(),
             m_p: get(1, CHANNELS * n)?,
             logs_p: get(2, CHANNELS * n)?,
