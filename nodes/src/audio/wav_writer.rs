@@ -6,8 +6,9 @@
 //!   in: { audio: resample.audio }
 //!   with: { path: out/speech16k.wav, format: pcm16 }
 //! ```
-//! The file takes the rate and channel count of the first frame; a later change is an error.
-//! The header is finalized at end of stream.
+//! The file (and its folder) is created at the first frame and takes its rate and channel
+//! count; a later change is an error. The header is finalized at end of stream. In a replay
+//! (`weir run --input`) this node takes the place of a speaker (`audio.playback`).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -16,7 +17,8 @@ use std::path::PathBuf;
 use hound::{SampleFormat, WavSpec, WavWriter};
 use serde::Deserialize;
 use weir_engine::{
-    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Ports, Processor,
+    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Ports,
+    Processor, Role,
 };
 use weir_media::AudioFrame;
 
@@ -81,6 +83,10 @@ pub fn kind() -> NodeKind {
             })
         },
     )
+    .role(Role::Writer {
+        path: "path",
+        extension: "wav",
+    })
 }
 
 /// Sink node writing a WAV file.
@@ -113,6 +119,14 @@ impl Processor for WavWriterNode {
                         SampleFormat::Int
                     },
                 };
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        NodeError::with_source(
+                            format!("cannot create the folder of `{}`", self.path.display()),
+                            e,
+                        )
+                    })?;
+                }
                 let w = WavWriter::create(&self.path, spec)
                     .map_err(|e| self.error("cannot create WAV file", e))?;
                 self.writer = Some(w);
