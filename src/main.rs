@@ -318,6 +318,14 @@ fn replay_swaps(registry: &Registry, path: &Path, input: &Path) -> Result<Vec<Ki
         options,
     }];
     let out_dir = std::env::var_os("WEIR_OUT").unwrap_or_else(|| "out".into());
+    if !outputs.is_empty() {
+        std::fs::create_dir_all(&out_dir).map_err(|e| {
+            format!(
+                "cannot create {} for the speakers' files: {e}",
+                Path::new(&out_dir).display()
+            )
+        })?;
+    }
     for i in outputs {
         let live = &plan.nodes[i];
         let ty = registry

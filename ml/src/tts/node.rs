@@ -52,6 +52,9 @@ use super::piper::{Scales, Voice};
 use super::TtsError;
 use crate::llm::Rng;
 
+/// The rate of espeak-ng's own voices.
+const ESPEAK_RATE: u32 = 22_050;
+
 impl From<TtsError> for NodeError {
     fn from(e: TtsError) -> Self {
         NodeError::with_source("speech synthesis", e)
@@ -267,7 +270,7 @@ impl TtsNode {
     fn rate(&self) -> u32 {
         match &self.synth {
             Some(Synth::Piper { voice, .. }) => voice.rate(),
-            _ => 22_050,
+            _ => ESPEAK_RATE,
         }
     }
 
@@ -313,7 +316,16 @@ impl TtsNode {
             .as_ref()
             .ok_or_else(|| NodeError::new("process called before open"))?;
         let pieces = match synth {
-            Synth::Espeak { espeak } => espeak.speak(phrase).map(|(_, s)| vec![s]),
+            Synth::Espeak { espeak } => espeak.speak(phrase).and_then(|(rate, s)| {
+                if rate == ESPEAK_RATE {
+                    Ok(vec![s])
+                } else {
+                    Err(TtsError::Espeak {
+                        program: espeak.program().to_path_buf(),
+                        message: format!("spoke at {rate} Hz, not {ESPEAK_RATE} Hz"),
+                    })
+                }
+            }),
             Synth::Piper {
                 voice,
                 espeak,

@@ -6,8 +6,8 @@
 //!   in: { audio: resample.audio }
 //!   with: { path: out/speech16k.wav, format: pcm16 }
 //! ```
-//! The file (and its folder) is created at the first frame and takes its rate and channel
-//! count; a later change is an error. The header is finalized at end of stream. In a replay
+//! The file is created at the first frame (its folder must exist) and takes its rate and
+//! channel count; a later change is an error. The header is finalized at end of stream. In a replay
 //! (`weir run --input`) this node takes the place of a speaker (`audio.playback`).
 
 use std::fs::File;
@@ -119,14 +119,6 @@ impl Processor for WavWriterNode {
                         SampleFormat::Int
                     },
                 };
-                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        NodeError::with_source(
-                            format!("cannot create the folder of `{}`", self.path.display()),
-                            e,
-                        )
-                    })?;
-                }
                 let w = WavWriter::create(&self.path, spec)
                     .map_err(|e| self.error("cannot create WAV file", e))?;
                 self.writer = Some(w);
