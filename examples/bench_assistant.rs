@@ -1,7 +1,8 @@
 //! End-to-end benchmark of the voice assistant: a recorded question is played at real-time
 //! pace into `graphs/voice_assistant.yaml` (models loaded first), several times; measures the
-//! latency from the end of speech to the first answer token and to the transcript, and the
-//! process's peak resident memory.
+//! latency from the end of speech to the transcript, to the first answer token and to the
+//! first sample of the spoken answer, and the process's peak resident memory. With
+//! `RUST_LOG=weir_ml=info` the speech node logs its real-time factor at the end.
 //!
 //! `cargo run --example bench_assistant [-- ROUNDS [FILE.wav]]`
 
@@ -41,9 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mic, audio_tx) = channel_source("bench.mic", AudioFrame::PORT, 64);
     let (tokens, tokens_rx) = channel_sink("bench.tokens", Token::PORT, 1024);
     let (texts, text_rx) = channel_sink("bench.text", Text::PORT, 1024);
+    let (speech, speech_rx) = channel_sink("bench.speech", AudioFrame::PORT, 4096);
     registry.register(mic)?;
     registry.register(tokens)?;
     registry.register(texts)?;
+    registry.register(speech)?;
 
     // The shipped graph with its file source and printers swapped for the bench's endpoints.
     let yaml = std::fs::read_to_string("graphs/voice_assistant.yaml")?
@@ -61,7 +64,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .replace(
             "node: text.print\n    in: { in: slm.tokens }",
             "node: bench.tokens\n    in: { in: slm.tokens }",
+        )
+        .replace(
+            "node: audio.wav_writer\n    in: { audio: tts.audio }\n    with: { path: \"${WEIR_OUT:-out}/answer.wav\" }",
+            "node: bench.speech\n    in: { in: tts.audio }",
         );
+    assert!(
+        yaml.contains("bench.speech"),
+        "the graph's answer.wav writer was not found"
+    );
     let plan = Loader::new(&registry)
         .overrides(Vec::<Override>::new())
         .load_str(Path::new("graphs/voice_assistant.yaml"), &yaml)?;
@@ -91,7 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         audio_tx.send(Packet::new(audio.timestamp(), audio))?;
         Ok(())
     };
-    let (mut to_token, mut to_text) = (Vec::new(), Vec::new());
+    let (mut to_token, mut to_text, mut to_audio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut spoken = 0usize;
     for round in 0..rounds {
         let t0 = Instant::now();
         for (i, chunk) in samples.chunks(frame).enumerate() {
@@ -102,35 +114,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Keep the microphone running (silence) until the answer starts.
         let end_of_speech = t0 + speech_end;
-        let mut text_at = None;
-        let first_token_at = loop {
-            std::thread::sleep(Duration::from_millis(20));
-            send(&silence, &mut position)?;
-            if text_at.is_none() && text_rx.try_recv().is_ok() {
-                text_at = Some(Instant::now());
-            }
-            if let Ok(p) = tokens_rx.try_recv() {
-                break (Instant::now(), p);
-            }
-        };
-        // Drain the rest of the answer while feeding silence.
+        let (mut text_at, mut token_at, mut audio_at, mut last_audio) = (None, None, None, None);
+        let mut answered = false;
+        // Until the answer is written and spoken (no audio for 1.5 s after its last token).
         loop {
             std::thread::sleep(Duration::from_millis(20));
             send(&silence, &mut position)?;
-            if let Ok(p) = tokens_rx.try_recv() {
-                if p.get::<Token>().is_some_and(|t| t.last) {
-                    break;
-                }
+            let now = Instant::now();
+            if text_at.is_none() && text_rx.try_recv().is_ok() {
+                text_at = Some(now);
+            }
+            for p in tokens_rx.try_iter() {
+                token_at.get_or_insert(now);
+                answered |= p.get::<Token>().is_some_and(|t| t.last);
+            }
+            for p in speech_rx.try_iter() {
+                audio_at.get_or_insert(now);
+                last_audio = Some(now);
+                spoken += p.get::<AudioFrame>().map_or(0, AudioFrame::frames);
+            }
+            let quiet = last_audio.is_some_and(|t| now - t > Duration::from_millis(1500));
+            if answered && quiet {
+                break;
             }
         }
-        let tok = (first_token_at.0 - end_of_speech).as_secs_f64() * 1e3;
-        let txt = text_at.map_or(f64::NAN, |t| (t - end_of_speech).as_secs_f64() * 1e3);
+        let ms =
+            |t: Option<Instant>| t.map_or(f64::NAN, |t| (t - end_of_speech).as_secs_f64() * 1e3);
+        let (txt, tok, aud) = (ms(text_at), ms(token_at), ms(audio_at));
         eprintln!(
-            "round {}: transcript after {txt:.0} ms, first answer token after {tok:.0} ms",
+            "round {}: transcript after {txt:.0} ms, first answer token after {tok:.0} ms, \
+             first audio after {aud:.0} ms",
             round + 1
         );
         to_token.push(tok);
         to_text.push(txt);
+        to_audio.push(aud);
     }
     drop(audio_tx);
     let report = running.wait()?;
@@ -145,6 +163,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "end of speech -> first answer token    {:>8.0} ms",
         median(to_token)
+    );
+    println!(
+        "end of speech -> first answer audio    {:>8.0} ms",
+        median(to_audio)
+    );
+    println!(
+        "answer audio per round                 {:>8.2} s",
+        spoken as f64 / 22_050.0 / rounds as f64
     );
     println!(
         "peak RSS (whole process)               {:>8.0} MiB",

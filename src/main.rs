@@ -182,7 +182,8 @@ fn registry() -> anyhow::Result<Registry> {
 ///
 /// With `--input`, the graph's only `audio.wav_file` node reads that file instead; a graph
 /// without one but with a single `audio.capture` node gets the file in place of the
-/// microphone, paced at real time.
+/// microphone, paced at real time, and its speakers (`audio.playback`) write
+/// `${WEIR_OUT:-out}/NODE.wav` instead of playing.
 fn load(
     registry: &Registry,
     path: &Path,
@@ -191,8 +192,12 @@ fn load(
 ) -> Result<GraphPlan, ExitCode> {
     let mut loader = Loader::new(registry).overrides(set);
     if let Some(input) = input {
-        match replay_swap(registry, path, input) {
-            Ok(swap) => loader = loader.swap(swap),
+        match replay_swaps(registry, path, input) {
+            Ok(swaps) => {
+                for swap in swaps {
+                    loader = loader.swap(swap);
+                }
+            }
             Err(msg) => {
                 eprintln!("error: --input: {msg}");
                 return Err(ExitCode::from(EXIT_BAD_GRAPH));
@@ -205,11 +210,12 @@ fn load(
     })
 }
 
-/// The node that `--input FILE.wav` replaces: the only recording source (its file is
+/// The nodes that `--input FILE.wav` replaces: the only recording source (its file is
 /// swapped), or else the only live source (replaced by the recording kind with the same
-/// output type, paced like the device). Kinds declare these roles; nothing here knows their
-/// names.
-fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwap, String> {
+/// output type, paced like the device) and then also every live output (replaced by the
+/// writer kind with the same input type). Kinds declare these roles; nothing here knows
+/// their names.
+fn replay_swaps(registry: &Registry, path: &Path, input: &Path) -> Result<Vec<KindSwap>, String> {
     let plan = Loader::new(registry)
         .load_file(path)
         .map_err(|e| format!("the graph does not load:\n{e}"))?;
@@ -224,6 +230,11 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
     };
     let recordings = with_role(|r| matches!(r, Role::Recording { .. }));
     let lives = with_role(|r| r == Role::Live);
+    let outputs = if recordings.is_empty() && lives.len() == 1 {
+        with_role(|r| r == Role::LiveOutput)
+    } else {
+        Vec::new()
+    };
     let file: serde_json::Value = input.display().to_string().into();
     let (node, kind, options) = match (recordings.as_slice(), lives.as_slice()) {
         ([one], _) => {
@@ -301,11 +312,53 @@ fn replay_swap(registry: &Registry, path: &Path, input: &Path) -> Result<KindSwa
             ));
         }
     };
-    Ok(KindSwap {
+    let mut swaps = vec![KindSwap {
         node,
         kind: kind.to_string(),
         options,
-    })
+    }];
+    let out_dir = std::env::var_os("WEIR_OUT").unwrap_or_else(|| "out".into());
+    if !outputs.is_empty() {
+        std::fs::create_dir_all(&out_dir).map_err(|e| {
+            format!(
+                "cannot create {} for the speakers' files: {e}",
+                Path::new(&out_dir).display()
+            )
+        })?;
+    }
+    for i in outputs {
+        let live = &plan.nodes[i];
+        let ty = registry
+            .get(&live.kind)
+            .and_then(|k| k.inputs.first())
+            .map(|p| p.ty)
+            .ok_or_else(|| format!("`{}` has no input to write", live.name))?;
+        let kind = registry.writer_kind(ty).ok_or_else(|| {
+            format!(
+                "no node kind can write {ty} to a file in place of `{}`",
+                live.name
+            )
+        })?;
+        let Role::Writer {
+            path: path_option,
+            extension,
+        } = kind.role
+        else {
+            unreachable!("writer_kind returns writer kinds");
+        };
+        let file = Path::new(&out_dir).join(format!("{}.{extension}", live.name));
+        eprintln!(
+            "replay: `{}` writes {} instead of playing",
+            live.name,
+            file.display()
+        );
+        swaps.push(KindSwap {
+            node: live.name.clone(),
+            kind: kind.name.to_string(),
+            options: vec![(path_option.to_string(), file.display().to_string().into())],
+        });
+    }
+    Ok(swaps)
 }
 
 /// How `weir run` runs a graph.

@@ -1,4 +1,5 @@
-//! The default graph end to end on a recorded spoken question: real VAD, Whisper and SLM.
+//! The default graph end to end on a recorded spoken question: real VAD, Whisper, SLM and
+//! speech synthesis.
 
 mod common;
 
@@ -9,6 +10,7 @@ fn require_models() {
         "silero_vad_16k.onnx",
         "whisper-tiny.en/decoder.onnx",
         "smollm2-135m/model.onnx",
+        "piper-joe-medium/part_b.onnx",
     ] {
         let p = root().join("models").join(m);
         assert!(
@@ -77,6 +79,33 @@ fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {
     let mut kinds = session_kinds(&out);
     kinds.sort();
     assert_eq!(kinds, ["speech_end", "speech_start", "text", "text"]);
+
+    // The answer is spoken: a valid WAV file in which Whisper hears the answer again.
+    let (spec, speech) = common::read_wav(&out.join("answer.wav"));
+    assert_eq!((spec.sample_rate, spec.channels), (22_050, 1));
+    let secs = speech.len() as f64 / 22_050.0;
+    let rms = (speech.iter().map(|s| s * s).sum::<f32>() / speech.len().max(1) as f32).sqrt();
+    assert!(secs > 1.0 && rms > 0.02, "{secs} s of speech, rms {rms}");
+    let heard = hear_22k(&speech);
+    assert!(
+        heard.contains("paris"),
+        "Whisper heard the answer as {heard:?}"
+    );
+}
+
+/// Whisper tiny.en's transcript (lower case) of 22.05 kHz mono speech.
+fn hear_22k(speech: &[f32]) -> String {
+    use weir_nodes::audio::resample::{Method, StreamResampler};
+    let mut resampler = StreamResampler::new(22_050, 16_000, 1, Method::Fft).unwrap();
+    let mut at16k = Vec::new();
+    resampler.push(speech, &mut at16k).unwrap();
+    resampler.finish(&mut at16k).unwrap();
+    let whisper = weir_ml::whisper::Transcriber::load(
+        root().join("models/whisper-tiny.en"),
+        &weir_ml::whisper::TranscriberOptions::default(),
+    )
+    .unwrap();
+    whisper.transcribe(&at16k).unwrap().text.to_lowercase()
 }
 
 /// `type` of each session log line, or the event's name for events.
@@ -135,6 +164,7 @@ fn voice_assistant_prints_transcript_and_answer_for_people() {
 fn live_graph_replays_a_file_in_place_of_the_microphone() {
     require_models();
     let wav = data("synth/question_44k_stereo.wav");
+    let out = common::scratch("voice_assistant_live_replay");
     let run = weir(
         &[
             "run",
@@ -143,12 +173,16 @@ fn live_graph_replays_a_file_in_place_of_the_microphone() {
             wav.to_str().unwrap(),
             "--stats",
         ],
-        &[],
+        &[("WEIR_OUT", &out)],
     );
     let err = stderr(&run);
     assert!(run.status.success(), "{err}");
-    // The microphone node became a file source paced at real time.
+    // The microphone node became a file source paced at real time, the speaker a WAV file.
     assert!(err.contains("mic              audio.wav_file"), "{err}");
+    assert!(err.contains("speaker          audio.wav_writer"), "{err}");
+    let (spec, speech) = common::read_wav(&out.join("speaker.wav"));
+    assert_eq!((spec.sample_rate, spec.channels), (48_000, 1));
+    assert!(speech.len() > 48_000, "{} samples spoken", speech.len());
     assert!(
         String::from_utf8_lossy(&run.stdout).contains("Paris"),
         "{}",

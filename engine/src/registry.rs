@@ -232,6 +232,18 @@ pub enum Role {
     /// A live device (a microphone): `weir run --input FILE` replaces it by the
     /// [`Role::Recording`] kind with the same output type, paced.
     Live,
+    /// Writes what it receives to a file named by option `path`, with file name extension
+    /// `extension`: what a [`Role::LiveOutput`] node becomes in a replay.
+    Writer {
+        /// The option naming the file.
+        path: &'static str,
+        /// The file name extension, without the dot (`wav`).
+        extension: &'static str,
+    },
+    /// A live output device (a speaker): when `weir run --input FILE` replaces the graph's
+    /// live source, it also replaces this node by the [`Role::Writer`] kind with the same
+    /// input type, so a replay needs no device.
+    LiveOutput,
 }
 
 /// Builds a node from its validated options (shared: a node thread keeps it to rebuild its
@@ -423,6 +435,13 @@ impl Registry {
         self.kinds().find(|k| {
             matches!(k.role, Role::Recording { .. })
                 && k.outputs.first().is_some_and(|o| o.ty == ty)
+        })
+    }
+
+    /// The [`Role::Writer`] kind whose first input takes `ty`, if any.
+    pub fn writer_kind(&self, ty: crate::PortType) -> Option<&NodeKind> {
+        self.kinds().find(|k| {
+            matches!(k.role, Role::Writer { .. }) && k.inputs.first().is_some_and(|i| i.ty == ty)
         })
     }
 

@@ -36,7 +36,7 @@ use cpal::traits::StreamTrait;
 use serde::Deserialize;
 use weir_engine::{
     ClockKind, Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType,
-    Ports, Processor,
+    Ports, Processor, Role,
 };
 use weir_media::AudioFrame;
 
@@ -67,6 +67,7 @@ pub fn kind() -> NodeKind {
         ports,
         |c: PlaybackConfig, ports| Ok(PlaybackNode::new(c).with_ports(ports)),
     )
+    .role(Role::LiveOutput)
 }
 
 /// A playback kind called `name` that always opens `device` (a virtual speaker in tests),

@@ -1,18 +1,21 @@
 //! # weir-ml: model nodes on tract
 //!
-//! Nodes that run ONNX models with tract, all on the CPU, loaded once in `open`.
+//! Nodes that run ONNX models with tract, all on the CPU, loaded once in `open`: voice
+//! activity, speech recognition, a small language model, speech synthesis.
 
 pub mod kernels;
 pub mod llm;
 pub mod runtime;
+pub mod tts;
 pub mod vad;
 pub mod whisper;
 
 use weir_engine::{DuplicateKind, Registry};
 
-/// Registers the model node kinds: `speech.vad`, `speech.whisper`, `llm.chat`.
+/// Registers the model node kinds: `speech.vad`, `speech.whisper`, `llm.chat`, `speech.tts`.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
     vad::register(registry)?;
     whisper::register(registry)?;
-    llm::register(registry)
+    llm::register(registry)?;
+    tts::register(registry)
 }

@@ -6,8 +6,9 @@
 //!   in: { audio: resample.audio }
 //!   with: { path: out/speech16k.wav, format: pcm16 }
 //! ```
-//! The file takes the rate and channel count of the first frame; a later change is an error.
-//! The header is finalized at end of stream.
+//! The file is created at the first frame (its folder must exist) and takes its rate and
+//! channel count; a later change is an error. The header is finalized at end of stream. In a replay
+//! (`weir run --input`) this node takes the place of a speaker (`audio.playback`).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -16,7 +17,8 @@ use std::path::PathBuf;
 use hound::{SampleFormat, WavSpec, WavWriter};
 use serde::Deserialize;
 use weir_engine::{
-    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Ports, Processor,
+    Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType, Ports,
+    Processor, Role,
 };
 use weir_media::AudioFrame;
 
@@ -81,6 +83,10 @@ pub fn kind() -> NodeKind {
             })
         },
     )
+    .role(Role::Writer {
+        path: "path",
+        extension: "wav",
+    })
 }
 
 /// Sink node writing a WAV file.
