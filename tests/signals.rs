@@ -99,11 +99,13 @@ fn sigterm_finalizes_the_wav_file_being_written() {
 fn stop_a_long_drain(signals: usize, extra: &[&str]) -> (std::process::Output, f64) {
     use std::io::Write;
     let dir = scratch(&format!("signal_drain_{signals}"));
+    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .current_dir(root())
         .args(["run", "graphs/chat.yaml"])
         .args(extra)
         .env("WEIR_OUT", &dir)
+        .env("RUST_LOG", "warn,weir_engine::clock=info")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -113,16 +115,39 @@ fn stop_a_long_drain(signals: usize, extra: &[&str]) -> (std::process::Output, f
     for i in 0..20 {
         writeln!(stdin, "Question {i}: name three rivers of Europe.").unwrap();
     }
-    // Standard input stays open: the source is blocked on it when the signal comes.
-    std::thread::sleep(Duration::from_millis(5000));
+    // The signals come once the model has loaded (a loaded machine may take many seconds)
+    // and an answer is on its way; standard input stays open, so the source is blocked on
+    // it when they come.
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("graph clock started") {
+                let _ = started_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    started
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the graph started");
+    std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..signals {
         signal(&child, "TERM");
         std::thread::sleep(Duration::from_millis(300));
     }
     let t0 = std::time::Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let mut out = child.wait_with_output().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
     drop(stdin);
-    (out, t0.elapsed().as_secs_f64())
+    out.stderr = reader.join().unwrap().into_bytes();
+    (out, secs)
 }
 
 #[test]
