@@ -110,6 +110,7 @@ mod tests {
                 "audio.wav_writer",
                 "io.jsonl",
                 "speech.energy_vad",
+                "speech.turn_gate",
                 "text.lines",
                 "text.print",
             ]

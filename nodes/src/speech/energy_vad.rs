@@ -428,7 +428,8 @@ mod tests {
                 "min_speech_ms",
                 "min_silence_ms",
                 "padding_ms",
-                "max_segment_s"
+                "max_segment_s",
+                "draft_silence_ms"
             ]
         );
         let defaults: serde_json::Map<String, serde_json::Value> = segment_options()
