@@ -63,7 +63,7 @@ audio_h = float(sys.argv[2]) / 3600
 wall = float(rows[-1]["wall_s"])
 warm = [r for r in rows if int(r["answers"]) > 0]
 print(f"soak: {len(rows)} samples over {wall:.0f} s wall for {audio_h:.2f} h of audio")
-print(f"{'audio h':>8} {'answers':>8} {'RSS MiB':>8} {'fds':>5}")
+print(f"{'audio h':>8} {'texts':>8} {'RSS MiB':>8} {'fds':>5}")
 for k in range(11):
     r = rows[min(len(rows) - 1, k * (len(rows) - 1) // 10)]
     print(f"{audio_h * float(r['wall_s']) / wall:8.2f} {r['answers']:>8} {int(r['rss_kib']) / 1024:8.1f} {r['fds']:>5}")
