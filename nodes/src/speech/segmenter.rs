@@ -270,8 +270,9 @@ mod tests {
         }
     }
 
-    /// Feeds a pattern of 10 ms windows ('#' speech, '.' silence); returns segments' ranges.
-    fn segments(pattern: &str, c: SegmenterConfig) -> Vec<(u64, u64)> {
+    /// Feeds a pattern of 10 ms windows ('#' speech, '.' silence) whose samples are their
+    /// own indices; returns every event.
+    fn feed(pattern: &str, c: SegmenterConfig) -> Vec<SegmentEvent> {
         let mut s = Segmenter::new(c);
         let mut ev = Vec::new();
         for (i, ch) in pattern.chars().enumerate() {
@@ -279,7 +280,13 @@ mod tests {
             s.push(&w, ch == '#', &mut ev);
         }
         s.finish(&mut ev);
-        ev.into_iter()
+        ev
+    }
+
+    /// The segments' ranges for a pattern (see [`feed`]).
+    fn segments(pattern: &str, c: SegmenterConfig) -> Vec<(u64, u64)> {
+        feed(pattern, c)
+            .into_iter()
             .filter_map(|e| match e {
                 SegmentEvent::Segment(seg) => {
                     // Samples are their own indices: check the audio matches the range.
@@ -320,14 +327,8 @@ mod tests {
 
     /// Feeds a pattern; returns drafts, resumptions and segments as (kind, from, to).
     fn all_events(pattern: &str, c: SegmenterConfig) -> Vec<(char, u64, u64)> {
-        let mut s = Segmenter::new(c);
-        let mut ev = Vec::new();
-        for (i, ch) in pattern.chars().enumerate() {
-            let w: Vec<f32> = (0..10).map(|k| (i * 10 + k) as f32).collect();
-            s.push(&w, ch == '#', &mut ev);
-        }
-        s.finish(&mut ev);
-        ev.into_iter()
+        feed(pattern, c)
+            .into_iter()
             .filter_map(|e| match e {
                 SegmentEvent::Draft(d) => Some(('d', d.start_sample, d.end_sample())),
                 SegmentEvent::Segment(d) => Some(('s', d.start_sample, d.end_sample())),
