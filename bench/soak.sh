@@ -51,7 +51,7 @@ while kill -0 "$pid" 2>/dev/null; do
   fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
   answers=$(grep -c '"type":"text"' "$log" 2>/dev/null || true)
   now=$(date +%s.%N)
-  [ -n "$rss" ] && echo "$(python3 -c "print(round($now - $start, 1))"),${answers:-0},$rss,$fds" >>"$out/samples.csv"
+  [ -n "$rss" ] && echo "$(awk "BEGIN { printf \"%.1f\", $now - $start }"),${answers:-0},$rss,$fds" >>"$out/samples.csv"
   sleep 1
 done
 wait "$pid"

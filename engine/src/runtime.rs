@@ -676,8 +676,8 @@ impl NodeThread {
                 Ok(Flow::Continue) => {}
                 Err(e) if self.on_error == OnError::Restart => {
                     ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    let fresh = self.restart(e, ctx, |old, ctx| old.close(ctx), node)?;
-                    match fresh {
+                    let closed = guarded(|| node.close(ctx));
+                    match self.restart(e, closed, ctx)? {
                         AnyNode::Source(s) => *node = s,
                         AnyNode::Processor(_) => return Err(NodeError::new(WRONG_VARIANT)),
                     }
@@ -687,17 +687,17 @@ impl NodeThread {
         }
     }
 
-    /// `on_error: restart` after `error`: closes the failed node, waits the back-off, builds
-    /// a fresh node and opens it (a failed build or open counts as one more failure). Gives
-    /// up with the error once the policy's limit is reached.
-    fn restart<N: ?Sized>(
+    /// `on_error: restart` after `error`, once the failed node was closed (`closed` is how
+    /// that went): waits the back-off, builds a fresh node and opens it (a failed build or
+    /// open counts as one more failure). Gives up with the error once the policy's limit is
+    /// reached.
+    fn restart(
         &mut self,
         mut error: NodeError,
+        closed: Result<(), NodeError>,
         ctx: &mut Context,
-        close: impl Fn(&mut N, &mut Context) -> Result<(), NodeError>,
-        old: &mut Box<N>,
     ) -> Result<AnyNode, NodeError> {
-        if let Err(e) = guarded(|| close(old, ctx)) {
+        if let Err(e) = closed {
             tracing::warn!(node = %self.name, "closing the failed node: {e}");
         }
         self.closed = true;
@@ -830,7 +830,8 @@ impl NodeThread {
             (Err(e), OnError::Restart) => {
                 ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %self.name, at = %timestamp, "skipped a packet: {e}");
-                match self.restart(e, ctx, |old, ctx| old.close(ctx), node)? {
+                let closed = guarded(|| node.close(ctx));
+                match self.restart(e, closed, ctx)? {
                     AnyNode::Processor(p) => *node = p,
                     AnyNode::Source(_) => return Err(NodeError::new(WRONG_VARIANT)),
                 }

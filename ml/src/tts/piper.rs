@@ -240,7 +240,11 @@ impl Voice {
     /// Expands an [`Encoded`] phrase to frames and samples the prior:
     /// `m + randn * exp(logs) * noise_scale`, `[CHANNELS, frames]` row-major.
     pub fn expand(&self, enc: &Encoded, noise_scale: f32, rng: &mut Rng) -> (Vec<f32>, usize) {
-        let mut frames: usize = enc.durations.iter().sum();
+        // Durations come from the model: summed saturating, then capped.
+        let mut frames = enc
+            .durations
+            .iter()
+            .fold(0usize, |sum, &d| sum.saturating_add(d));
         if frames > MAX_FRAMES {
             tracing::warn!(
                 frames,
@@ -273,12 +277,16 @@ impl Voice {
         if frames == 0 {
             return Ok(Vec::new());
         }
+        let shape_error = |e: TractError| TtsError::Voice {
+            path: self.part_b.path().to_path_buf(),
+            message: format!("a prior of {} values for {frames} frames: {e}", z.len()),
+        };
         let inputs = tvec![
             Tensor::from_shape(&[1, CHANNELS, frames], &z)
-                .expect("length matches")
+                .map_err(shape_error)?
                 .into(),
             Tensor::from_shape(&[1, 1, frames], &vec![1f32; frames])
-                .expect("length matches")
+                .map_err(shape_error)?
                 .into(),
         ];
         let out = self.part_b.run(inputs)?;
