@@ -161,6 +161,7 @@ impl Context {
             return Ok(());
         }
         packet.epoch = self.epoch;
+        packet.fired = self.shared.interrupts_fired.load(Acquire);
         self.stats.packets_out.fetch_add(1, Relaxed);
         let before = p.edges.len();
         let last_edge = before - 1;

@@ -150,6 +150,9 @@ pub struct Packet {
     /// The epoch of the producing node when the packet was made; the runtime sets it on
     /// send and discards the packet if the producer was interrupted since.
     pub(crate) epoch: u64,
+    /// How many interrupts had fired in the graph when the packet was sent (the runtime
+    /// sets it); an interrupt's target discards packets sent before it.
+    pub(crate) fired: u64,
     payload: Arc<dyn AnyPayload>,
 }
 
@@ -159,6 +162,7 @@ impl Packet {
         Packet {
             timestamp,
             epoch: 0,
+            fired: 0,
             payload: Arc::new(payload),
         }
     }

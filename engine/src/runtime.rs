@@ -15,7 +15,9 @@
 //!   of them is woken on its control lane, which is served before data. Work in progress sees
 //!   [`crate::Context::cancelled`]; packets made in an older epoch are discarded at send or
 //!   on arrival and counted as `flushed` per edge; each node's `flush` runs before it handles
-//!   anything else. A packet made before an interrupt can never reach a sink after it.
+//!   anything else. A packet made before an interrupt can never reach a sink after it, and
+//!   what was queued for the target itself when the interrupt fired (a draft segment sent
+//!   just before the VAD's `resumed`) is discarded too, whoever sent it.
 //! - **Merge.** A node with several inputs gets their packets in timestamp order (ties by
 //!   port): it waits for a packet on every open input, or at most `merge_wait_ms` of graph
 //!   time for a silent one, then takes the earliest.
@@ -142,6 +144,12 @@ pub(crate) struct GraphShared {
     pub(crate) epochs: Box<[AtomicU64]>,
     /// For each interrupt: the target and the nodes downstream of it, in topological order.
     regions: Vec<Vec<usize>>,
+    /// How many interrupts have fired so far; every packet is stamped with it when sent.
+    pub(crate) interrupts_fired: AtomicU64,
+    /// Per node: the count of interrupts fired when it was last the target of one. Packets
+    /// stamped earlier that are still queued on its inputs are discarded: what was sent to
+    /// an interrupted node before the interrupt is never worked on after it.
+    pub(crate) target_marks: Box<[AtomicU64]>,
     stop: AtomicBool,
     abort: AtomicBool,
     error: Mutex<Option<RunError>>,
@@ -195,6 +203,10 @@ impl GraphShared {
         let Some(nodes) = self.regions.get(region) else {
             return;
         };
+        let fired = self.interrupts_fired.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(&target) = nodes.first() {
+            self.target_marks[target].fetch_max(fired, Ordering::AcqRel);
+        }
         for &n in nodes {
             self.epochs[n].fetch_add(1, Ordering::Release);
             self.node_stats[n]
@@ -314,6 +326,8 @@ impl Graph {
         let shared = Arc::new(GraphShared {
             epochs: (0..count).map(|_| AtomicU64::new(0)).collect(),
             regions,
+            interrupts_fired: AtomicU64::new(0),
+            target_marks: (0..count).map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             error: Mutex::new(None),
@@ -931,9 +945,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// True if `packet` was made before its producer's latest interrupt.
+/// True if `packet` was made before its producer's latest interrupt, or sent before the
+/// latest interrupt that targeted the receiving node.
 fn stale(packet: &Packet, rx: &EdgeReceiver, ctx: &Context) -> bool {
     packet.epoch < ctx.shared.epochs[rx.producer].load(Ordering::Acquire)
+        || packet.fired < ctx.shared.target_marks[ctx.me].load(Ordering::Acquire)
 }
 
 /// Takes the packets queued on an input, without blocking, up to its capacity.

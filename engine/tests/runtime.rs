@@ -259,6 +259,50 @@ nodes:
 }
 
 #[test]
+fn what_was_queued_for_the_target_when_its_interrupt_fired_is_discarded() {
+    // Prompts at 0, 50, 100 and 150 ms; the generator works on the first for 10 ms per
+    // token, so the next two wait in its queue when the trigger fires at 105 ms. They were
+    // sent before the interrupt, by a node the interrupt does not reach: the target must not
+    // start on them afterwards. The prompt sent after the trigger is answered in full.
+    let made = Arc::new(AtomicU64::new(0));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut r = Registry::new();
+    r.register(ticker_kind()).unwrap();
+    r.register(generator_kind(made.clone())).unwrap();
+    r.register(recorder_kind("test.recorder", got.clone()))
+        .unwrap();
+    let yaml = "
+nodes:
+  prompt: { node: test.ticker, with: { count: 4, step_ms: 50 } }
+  barge: { node: test.ticker, with: { count: 1, start_ms: 105 } }
+  gen: { node: test.generator, in: { in: prompt.out }, interrupt: barge.out, with: { tokens: 20 } }
+  sink: { node: test.recorder, in: { in: gen.out } }
+";
+    let report = run(&r, yaml, ClockKind::Virtual);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        report.edge_to("gen.in").unwrap().flushed,
+        2,
+        "the prompts queued at 50 and 100 ms were discarded"
+    );
+    assert_eq!(
+        made.load(Ordering::Relaxed),
+        30,
+        "10 tokens of the first prompt (10..=100 ms), 20 of the last: {got:?}"
+    );
+    let after: Vec<_> = got.iter().filter(|(_, t)| *t > ms(150)).collect();
+    assert_eq!(
+        after.len(),
+        20,
+        "the prompt after the interrupt was answered: {got:?}"
+    );
+    assert_eq!(
+        got.len() as u64 + report.edge_to("sink.in").unwrap().flushed,
+        30
+    );
+}
+
+#[test]
 fn an_interrupt_from_downstream_of_its_target_is_refused() {
     let mut r = Registry::new();
     r.register(ticker_kind()).unwrap();
