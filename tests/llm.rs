@@ -186,7 +186,8 @@ fn answers_paris_and_prefix_cache_gives_the_same_tokens() {
 fn max_tokens_is_honoured_and_sampling_is_seeded() {
     let dir = model_dir();
     let with = format!(
-        "{{ model_dir: {:?}, max_tokens: 5, temperature: 0.8, top_p: 0.95, seed: 7 }}",
+        "{{ model_dir: {:?}, max_tokens: 5, temperature: 0.8, top_p: 0.95, seed: 7, \
+         memory_tokens: 0 }}",
         dir
     );
     let story = "Tell me a long story about a dragon and a knight.";

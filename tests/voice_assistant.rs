@@ -292,3 +292,37 @@ fn a_continued_utterance_withdraws_the_speculative_transcript_and_answer() {
     let plain_log = common::read_jsonl(&plain.join("session.jsonl"));
     assert_eq!(texts(&plain_log), said);
 }
+
+#[test]
+fn the_assistant_remembers_the_previous_turn_until_a_long_silence() {
+    require_models();
+    let two_turns = data("synth/two_turns_16k.wav");
+    let mic = format!("mic.path={}", two_turns.display());
+    // "Tell me about Paris." ... 3 s ... "How many people live there?"
+    let answers = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["run", "graphs/voice_assistant.yaml", "--clock", "virtual"];
+        args.extend(["--set", &mic]);
+        for e in extra {
+            args.extend(["--set", e]);
+        }
+        let run = weir(&args, &[("WEIR_OUT", out)]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let said = texts(&common::read_jsonl(&out.join("session.jsonl")));
+        assert_eq!(said.len(), 4, "two transcripts, two answers: {said:?}");
+        assert!(said[2].to_lowercase().contains("people"), "{said:?}");
+        said
+    };
+    let remembered = answers(&common::scratch("voice_assistant_two_turns"), &[]);
+    assert!(
+        remembered[3].contains("Paris"),
+        "\"there\" is Paris, from the first turn: {remembered:?}"
+    );
+    // After 2 s of silence the conversation starts afresh: the same question has nothing to
+    // refer to (ml/tests/conversation.rs shows it is then answered as with no memory).
+    let forgot = answers(
+        &common::scratch("voice_assistant_two_turns_forgot"),
+        &["slm.forget_after_s=2"],
+    );
+    assert_eq!(forgot[..3], remembered[..3]);
+    assert!(!forgot[3].contains("Paris"), "{forgot:?}");
+}

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=data
-stamp=$out/.complete-v1
+stamp=$out/.complete-v4
 if [[ -f $stamp ]]; then
   echo "data: up to date ($out/)"
   exit 0
@@ -34,10 +34,16 @@ echo "data: pocketsphinx recordings in $out/pocketsphinx (librivox: 5, cards: 5)
 say() { espeak-ng -v en-us -s 150 -w "$out/synth/$1.raw.wav" "$2"; }
 say question "What is the capital of France?"
 say command "Turn on the lights in the kitchen, please."
+say tell "Tell me about Paris."
+say ask "How many people live there?"
 sox "$out/synth/question.raw.wav" -r 22050 -c 1 -b 16 "$out/synth/question_22k.wav"
 sox "$out/synth/question.raw.wav" -r 44100 -c 2 -b 16 "$out/synth/question_44k_stereo.wav"
 sox "$out/synth/command.raw.wav" -r 48000 -c 1 -b 16 "$out/synth/command_48k.wav"
 sox "$out/synth/question.raw.wav" -r 16000 -c 1 -b 16 "$out/synth/question_16k.wav"
+# Two turns of one conversation, 3 s apart: a question, then one that needs the first.
+sox -n -r 22050 -c 1 -b 16 "$out/synth/gap.raw.wav" trim 0 3
+sox "$out/synth/tell.raw.wav" "$out/synth/gap.raw.wav" "$out/synth/ask.raw.wav" \
+  "$out/synth/gap.raw.wav" -r 16000 -c 1 -b 16 "$out/synth/two_turns_16k.wav"
 rm -f "$out"/synth/*.raw.wav
 echo "data: synthetic speech in $out/synth"
 

@@ -109,6 +109,12 @@ fn interrupt_stops_the_answer_and_the_next_prompt_is_answered() {
     }
     let stop = Event::new("speech_start", serde_json::json!({}));
     trigger_tx.send(Packet::new(Timestamp::ZERO, stop)).unwrap();
+    // The next prompt follows the interrupt: one sent while the interrupt is still on its way
+    // could be queued for the node before it, and would be discarded with the story.
+    let monitor = running.monitor();
+    while monitor.report().node("chat").unwrap().interrupts == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     prompt_tx.send(prompt(t2, FRANCE)).unwrap();
     drop((prompt_tx, trigger_tx));
     let report = running.wait().unwrap();
@@ -192,6 +198,12 @@ fn tokens_queued_before_an_interrupt_never_reach_the_sink_and_are_counted_flushe
     std::thread::sleep(Duration::from_millis(1500));
     let stop = Event::new("speech_start", serde_json::json!({}));
     trigger_tx.send(Packet::new(Timestamp::ZERO, stop)).unwrap();
+    // Reading resumes once the interrupt has fired: before, the sink could still take a
+    // token that was queued and not yet stale.
+    let monitor = running.monitor();
+    while monitor.report().node("chat").unwrap().interrupts == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop((prompt_tx, trigger_tx));
     let mut received = vec![first];
     received.extend(tokens_rx.iter());

@@ -475,19 +475,72 @@ impl ChatModel {
     pub fn generate_with<E: From<LlmError>>(
         &mut self,
         user: &str,
-        mut on_progress: impl FnMut(Progress) -> Result<ControlFlow<()>, E>,
+        on_progress: impl FnMut(Progress) -> Result<ControlFlow<()>, E>,
     ) -> Result<Answer, E> {
         let started = Instant::now();
         let user_ids = self.checked_user_ids(user)?;
-        let mut session = match &self.prefix {
-            Some(prefix) => prefix.clone(),
-            None => self.prefix_session()?,
-        };
+        let mut session = self.fresh_session()?;
         let prompt_tokens = if self.prefix.is_some() {
             user_ids.len()
         } else {
             session.len() + user_ids.len()
         };
+        self.answer_in(&mut session, &user_ids, prompt_tokens, started, on_progress)
+    }
+
+    /// A session holding the system prefix: a clone of the cached one, or computed now.
+    pub fn fresh_session(&self) -> Result<Session, LlmError> {
+        match &self.prefix {
+            Some(prefix) => Ok(prefix.clone()),
+            None => self.prefix_session(),
+        }
+    }
+
+    /// True if the system prefix is cached (a fresh session costs a clone, not a prefill).
+    pub fn prefix_cached(&self) -> bool {
+        self.prefix.is_some()
+    }
+
+    /// The model's position limit (from `generation.json`).
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// `<|im_end|>` and the newline that close a turn in ChatML.
+    pub(crate) fn turn_end_ids(&self) -> Result<Vec<u32>, LlmError> {
+        let mut ids = vec![self.tokens.im_end];
+        ids.extend(self.encode("\n")?);
+        Ok(ids)
+    }
+
+    /// True if `id` ends an answer (an end token).
+    pub(crate) fn is_stop_id(&self, id: u32) -> bool {
+        self.stop.contains(&id)
+    }
+
+    /// Runs `feed` (ChatML ids, ending with the assistant's turn opening) through the model
+    /// after what `session` already holds, then generates the answer, reporting [`Progress`]
+    /// as [`ChatModel::generate_with`] does. On return the session holds `feed` and every
+    /// generated token but the last.
+    pub fn continue_session<E: From<LlmError>>(
+        &mut self,
+        session: &mut Session,
+        feed: &[u32],
+        on_progress: impl FnMut(Progress) -> Result<ControlFlow<()>, E>,
+    ) -> Result<Answer, E> {
+        self.answer_in(session, feed, feed.len(), Instant::now(), on_progress)
+    }
+
+    /// [`ChatModel::continue_session`], counting `prompt_tokens` as the prompt's and timing
+    /// it from `started`.
+    pub(crate) fn answer_in<E: From<LlmError>>(
+        &mut self,
+        session: &mut Session,
+        feed: &[u32],
+        prompt_tokens: usize,
+        started: Instant,
+        mut on_progress: impl FnMut(Progress) -> Result<ControlFlow<()>, E>,
+    ) -> Result<Answer, E> {
         let mut answer = Answer {
             ids: Vec::new(),
             text: String::new(),
@@ -499,12 +552,12 @@ impl ChatModel {
         };
         let mut logits = Vec::new();
         let mut done = 0;
-        for chunk in user_ids.chunks(PREFILL_CHUNK) {
+        for chunk in feed.chunks(PREFILL_CHUNK) {
             logits = session.feed(&self.lm, chunk)?;
             done += chunk.len();
             let progress = Progress::Prompt {
                 done,
-                total: user_ids.len(),
+                total: feed.len(),
             };
             if on_progress(progress)?.is_break() {
                 answer.prompt_time = started.elapsed();

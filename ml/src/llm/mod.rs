@@ -9,12 +9,15 @@
 //! - [`chat`]: [`ChatModel`], the generation loop (ChatML prompt, system prefix computed once
 //!   and cloned per request, UTF-8-safe streaming, stop tokens). No engine types: usable on
 //!   its own.
+//! - [`conversation`]: [`Conversation`], memory across turns: the KV cache of the turns so
+//!   far, a token budget, forgetting after a silence, revised speculative turns.
 //! - [`node`]: the `llm.chat` node, a thin adapter from packets to [`ChatModel`].
 //!
 //! Loading goes through the shared [`crate::runtime::Model`] (threads, transform, errors); the
 //! KV-cache session is built here on its tract plan, because prefix caching clones the state.
 
 pub mod chat;
+pub mod conversation;
 pub mod model;
 pub mod node;
 pub mod sampler;
@@ -25,6 +28,7 @@ pub use chat::{
     Answer, ChatConfig, ChatModel, Piece, Progress, StopReason, TextStream, DEFAULT_SYSTEM,
     MAX_PROMPT_CHARS, PREFILL_CHUNK,
 };
+pub use conversation::{Conversation, ConversationConfig};
 pub use model::{CacheForm, LanguageModel, LoadOptions, Session};
 pub use sampler::{Rng, Sampler, SamplerConfig};
 pub use tokenizers::Tokenizer;

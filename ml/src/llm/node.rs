@@ -10,12 +10,18 @@
 //!     max_tokens: 48
 //!     temperature: 0        # 0 = greedy; > 0 samples with top_p and seed
 //! ```
-//! Each prompt packet is one independent user turn (no memory of earlier turns). For every
-//! turn, `tokens` gets one [`Token`] per generated token (the end token included, with empty
+//! The node keeps the conversation (see [`super::conversation`]): each prompt is a user turn
+//! appended to the KV cache of the turns before it, as long as they fit in `memory_tokens`
+//! (the oldest are dropped beyond it); a prompt that starts more than `forget_after_s` of
+//! media time after the previous one ended starts afresh from the system prompt; an
+//! interrupted answer stays in the history as far as it was generated; and the transcript of
+//! a whole turn replaces its interrupted draft (same start). `memory_tokens: 0` answers each
+//! prompt on its own. For every turn, `tokens` gets one [`Token`] per generated token (the end token included, with empty
 //! text, flagged `last`), then `text` gets the whole answer with the prompt's start/end. All
 //! outputs of a turn carry the prompt packet's timestamp. Blank prompts are skipped.
 //!
-//! Options: `model_dir`, `system`, `max_tokens`, `temperature`, `top_p`, `seed`, `threads`,
+//! Options: `model_dir`, `system`, `max_tokens`, `memory_tokens`, `forget_after_s`,
+//! `temperature`, `top_p`, `seed`, `threads`,
 //! `prefix_cache` (compute the system prompt once, clone its KV cache per request), `kv_state`
 //! (tract holds the KV cache as state; `false` feeds the 60 cache tensors explicitly).
 //!
@@ -40,7 +46,8 @@ use weir_engine::{
 };
 use weir_media::{Text, Token};
 
-use super::chat::{ChatConfig, ChatModel, Progress, StopReason, DEFAULT_SYSTEM};
+use super::chat::{Answer, ChatConfig, ChatModel, Progress, StopReason, DEFAULT_SYSTEM};
+use super::conversation::{Conversation, ConversationConfig};
 use super::sampler::SamplerConfig;
 use super::LlmError;
 #[cfg(doc)]
@@ -62,6 +69,10 @@ pub struct ChatNodeConfig {
     pub system: String,
     /// Most tokens per answer.
     pub max_tokens: usize,
+    /// Most tokens of remembered conversation plus the new prompt (0: no memory).
+    pub memory_tokens: usize,
+    /// Seconds of media time after which the conversation starts afresh.
+    pub forget_after_s: f64,
     /// 0 = greedy; > 0 samples.
     pub temperature: f32,
     /// Nucleus mass kept when sampling.
@@ -93,6 +104,22 @@ impl Config for ChatNodeConfig {
             ),
             OptionSpec::with_default("max_tokens", OptionType::Int, 64, "most tokens per answer")
                 .range(1.0, 8192.0),
+            OptionSpec::with_default(
+                "memory_tokens",
+                OptionType::Int,
+                1024,
+                "most tokens of remembered conversation plus the new prompt; the oldest turns \
+                 are dropped beyond it (0: each prompt on its own)",
+            )
+            .range(0.0, 131_072.0),
+            OptionSpec::with_default(
+                "forget_after_s",
+                OptionType::Float,
+                60.0,
+                "a prompt starting this long after the previous one ended starts a new \
+                 conversation (seconds of media time)",
+            )
+            .range(0.001, 31_536_000.0),
             OptionSpec::with_default(
                 "temperature",
                 OptionType::Float,
@@ -177,22 +204,29 @@ pub fn kind() -> NodeKind {
         "Answers each text prompt with a small language model (ChatML), streaming tokens.",
         ports,
         |c: ChatNodeConfig, ports| {
+            let memory = (c.memory_tokens > 0).then(|| {
+                Conversation::new(ConversationConfig {
+                    memory_tokens: c.memory_tokens,
+                    forget_after: std::time::Duration::from_secs_f64(c.forget_after_s),
+                })
+            });
             Ok(ChatNode {
                 ports,
                 config: c.into(),
                 model: None,
+                conversation: memory,
             })
         },
     )
 }
 
-/// The node: loads a [`ChatModel`] in `open`, answers each prompt in `process`. It keeps no
-/// state between answers (the system prefix is cloned per answer, the sampler reset), so an
-/// interrupt has nothing to flush.
+/// The node: loads a [`ChatModel`] in `open`, answers each prompt in `process`, within the
+/// conversation when it has memory. An interrupt marks the latest turn as interrupted.
 struct ChatNode {
     ports: ChatPorts,
     config: ChatConfig,
     model: Option<ChatModel>,
+    conversation: Option<Conversation>,
 }
 
 /// Why an answer failed: the model (this prompt is skipped) or the engine (the run ends).
@@ -230,7 +264,7 @@ impl Processor for ChatNode {
             .ok_or_else(|| NodeError::new("process called before open"))?;
         let t = input.timestamp();
         let tokens = self.ports.tokens;
-        let result = model.generate_with(&prompt.text, |progress| {
+        let on_progress = |progress| {
             if ctx.cancelled() {
                 return Ok::<_, TurnError>(ControlFlow::Break(()));
             }
@@ -247,7 +281,16 @@ impl Processor for ChatNode {
                 }
             }
             Ok(ControlFlow::Continue(()))
-        });
+        };
+        let result: Result<Answer, TurnError> = match &mut self.conversation {
+            Some(conversation) => model.converse(
+                conversation,
+                &prompt.text,
+                (prompt.start.as_duration(), prompt.end.as_duration()),
+                on_progress,
+            ),
+            None => model.generate_with(&prompt.text, on_progress),
+        };
         let answer = match result {
             Ok(answer) => answer,
             Err(TurnError::Node(e)) => return Err(e),
@@ -271,6 +314,7 @@ impl Processor for ChatNode {
             return Ok(());
         }
         tracing::debug!(
+            remembered_turns = self.conversation.as_ref().map_or(0, Conversation::turns),
             prompt_tokens = answer.prompt_tokens,
             prompt_ms = answer.prompt_time.as_secs_f64() * 1e3,
             decode_ms_per_token = answer.decode_ms_per_token(),
@@ -283,5 +327,12 @@ impl Processor for ChatNode {
             end: prompt.end,
         };
         ctx.send(self.ports.text, t, text)
+    }
+
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        if let Some(conversation) = &mut self.conversation {
+            conversation.interrupted();
+        }
+        Ok(())
     }
 }
