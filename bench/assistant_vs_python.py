@@ -16,6 +16,9 @@ arrives, and reads the peak RSS from the kernel when the process ends (wait4).
                          (|x| > 0.01, like examples/bench_assistant.rs)
   -> transcript          arrival of the transcript line (Weir: `heard`, text.print json)
   -> first answer token  arrival of the first answer token line (Weir: `answer`)
+  -> first spoken audio  arrival of the line saying the first audio block of the answer was
+                         synthesized (Weir: speech.tts's debug line; Python: its "audio"
+                         line); both speak the Piper voice, phrase by phrase as tokens stream
   decode per token       (last token - first token) / (tokens - 1), from arrival times
   peak RSS               ru_maxrss of the process
 
@@ -113,6 +116,8 @@ def parse_weir(lines):
             r["internal"]["whisper_ms"] = (kv(line, "encoder_ms") or 0) + (kv(line, "decoder_ms") or 0)
             r["internal"]["whisper_encoder_ms"] = kv(line, "encoder_ms")
             r["internal"]["whisper_decoder_ms"] = kv(line, "decoder_ms")
+        elif "first audio of the answer" in line and "audio" not in r:
+            r["audio"] = t
         elif "llm.chat answer" in line:
             r["internal"]["prompt_ms"] = kv(line, "prompt_ms")
             r["internal"]["prompt_tokens"] = kv(line, "prompt_tokens")
@@ -147,6 +152,8 @@ def parse_python(lines):
             r["transcript"], r["text"] = t, j["text"]
         elif e == "token":
             r["tokens"].append((t, j["text"]))
+        elif e == "audio" and "audio" not in r:
+            r["audio"] = t
         elif e == "timings":
             w, c = j["whisper"], j["llm"]
             r["internal"] = {
@@ -171,6 +178,8 @@ def figures(spawned, r, speech_end, rss):
     eos = r["ready"] + speech_end
     if "transcript" in r:
         f["transcript_ms"] = (r["transcript"] - eos) * 1e3
+    if "audio" in r:
+        f["first_audio_ms"] = (r["audio"] - eos) * 1e3
     toks = [t for t, _ in r["tokens"]]
     if toks:
         f["first_token_ms"] = (toks[0] - eos) * 1e3
@@ -203,7 +212,7 @@ ROWS = [
     ("all models loaded (process start -> playback)", "load_s", "s"),
     ("end of speech -> transcript", "transcript_ms", "ms"),
     ("end of speech -> first answer token", "first_token_ms", "ms"),
-    ("end of speech -> first spoken audio", None, "ms"),
+    ("end of speech -> first spoken audio", "first_audio_ms", "ms"),
     ("decode per token (stdout arrivals)", "decode_ms", "ms"),
     ("peak RSS", "rss_mib", "MiB"),
 ]
@@ -289,6 +298,7 @@ def main():
             print(f"round {rnd + 1} {side:6}: load {fmt(f.get('load_s'), 's')}, "
                   f"transcript {fmt(f.get('transcript_ms'), 'ms')}, "
                   f"first token {fmt(f.get('first_token_ms'), 'ms')}, "
+                  f"first audio {fmt(f.get('first_audio_ms'), 'ms')}, "
                   f"decode {fmt(f.get('decode_ms'), 'ms')}/token, RSS {fmt(rss, 'MiB')}; "
                   f"heard {f.get('text')!r}, answered {f['answer']!r}", flush=True)
     load_after = load_average()

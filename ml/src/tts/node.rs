@@ -357,6 +357,8 @@ impl TtsNode {
             if let Some(a) = self.answer.as_mut() {
                 if a.first_audio.is_none() {
                     a.first_audio = Some(ctx.now());
+                    // Benchmarks time the first spoken audio from this line's arrival.
+                    tracing::debug!("speech.tts: first audio of the answer");
                 }
             }
             let frame = AudioFrame {
