@@ -34,6 +34,8 @@ struct Args {
     rounds: usize,
     pings: usize,
     burst: usize,
+    /// Weir's publishers with `express: true` (no batching).
+    express: bool,
 }
 
 fn parse_args() -> Result<Option<(String, u16)>, String> {
@@ -54,10 +56,17 @@ fn args() -> Args {
         rounds: 5,
         pings: 500,
         burst: 5_000,
+        express: false,
     };
     let a: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
-    while i + 1 < a.len() {
+    while i < a.len() {
+        if a[i] == "--express" {
+            out.express = true;
+            i += 1;
+            continue;
+        }
+        assert!(i + 1 < a.len(), "{} needs a value", a[i]);
         match a[i].as_str() {
             "--weir" => out.weir = PathBuf::from(&a[i + 1]),
             "--rounds" => out.rounds = a[i + 1].parse().expect("--rounds N"),
@@ -162,7 +171,8 @@ where
 fn weir_round(args: &Args) -> (Vec<Duration>, Duration) {
     let port = free_port();
     let echo: Child = Command::new(&args.weir)
-        .args(["run", "bench/net_echo.yaml"])
+        .args(["run", "bench/net_echo.yaml", "--set"])
+        .arg(format!("pong.express={}", args.express))
         .env("WEIR_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -175,7 +185,8 @@ fn weir_round(args: &Args) -> (Vec<Duration>, Duration) {
     registry.register(source).unwrap();
     registry.register(sink).unwrap();
     let yaml = format!(
-        "nodes:\n  in: {{ node: bench.in }}\n  ping: {{ node: net.publish, in: {{ in: in.out }}, with: {{ key: bench/ping, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  pong: {{ node: net.subscribe_audio, with: {{ key: bench/pong, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  out: {{ node: bench.out, in: {{ in: pong.out }} }}\n"
+        "nodes:\n  in: {{ node: bench.in }}\n  ping: {{ node: net.publish, in: {{ in: in.out }}, with: {{ key: bench/ping, express: {}, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  pong: {{ node: net.subscribe_audio, with: {{ key: bench/pong, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  out: {{ node: bench.out, in: {{ in: pong.out }} }}\n",
+        args.express
     );
     let plan = Loader::new(&registry)
         .load_str(Path::new("bench.yaml"), &yaml)
