@@ -1,6 +1,7 @@
 //! Which payload types cross a link, and how: a port type name mapped to postcard encode and
-//! decode functions. The engine stays media-free; a payload crate's types cross once their
-//! codec is in the [`Codecs`] given to [`crate::register_with`].
+//! decode functions. The engine stays media-free; another payload crate's types cross once
+//! their codec is in the [`Codecs`] given to [`crate::publish_kind`], and a subscriber kind
+//! is made for them with [`crate::subscribe_kind`].
 
 use std::collections::BTreeMap;
 

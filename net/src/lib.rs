@@ -29,11 +29,27 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use weir_engine::{DuplicateKind, Registry};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use weir_engine::{DuplicateKind, NodeKind, Payload, Registry};
 use weir_media::{AudioFrame, Event, SpeechSegment, Text, Token};
 
 pub use codec::{Codec, Codecs};
 pub use wire::WireError;
+
+/// The `net.publish` kind, publishing the payload types of `codecs` (for payloads beyond
+/// `weir-media`'s; [`register`] uses [`Codecs::media`]).
+pub fn publish_kind(codecs: Arc<Codecs>) -> NodeKind {
+    publish::kind(codecs)
+}
+
+/// A subscriber kind called `name` for payload `T` (for payloads beyond `weir-media`'s).
+pub fn subscribe_kind<T: Payload + Serialize + DeserializeOwned>(
+    name: &'static str,
+    doc: &'static str,
+) -> NodeKind {
+    subscribe::kind::<T>(name, doc)
+}
 
 /// Registers `net.publish` (for the `weir-media` payloads) and one subscriber kind per
 /// `weir-media` payload type.
