@@ -170,11 +170,12 @@ fn parse_drain_timeout(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Every node kind the launcher knows: built-in, model and live-audio nodes.
+/// Every node kind the launcher knows: built-in, model, live-audio and network nodes.
 fn registry() -> anyhow::Result<Registry> {
     let mut registry = weir_nodes::registry()?;
     weir_ml::register(&mut registry)?;
     weir_live::register(&mut registry)?;
+    weir_net::register(&mut registry)?;
     Ok(registry)
 }
 

@@ -181,6 +181,13 @@ impl Context {
         Ok(())
     }
 
+    /// Counts `n` packets lost before they reached this node, outside the graph (a source
+    /// that sees a gap in a network link's sequence numbers); `--stats` shows them in the
+    /// `lost` table and `--metrics` as `weir_node_lost_total`.
+    pub fn count_lost(&self, n: u64) {
+        self.stats.lost.fetch_add(n, Relaxed);
+    }
+
     /// True if `port` has at least one connected input.
     pub fn is_connected<T>(&self, port: Output<T>) -> bool {
         self.outputs

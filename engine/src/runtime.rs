@@ -877,6 +877,7 @@ impl Monitor {
                 interrupts: s.interrupts.load(Relaxed),
                 errors: s.errors.load(Relaxed),
                 restarts: s.restarts.load(Relaxed),
+                lost: s.lost.load(Relaxed),
             })
             .collect();
         let edges = m

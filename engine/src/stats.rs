@@ -110,6 +110,9 @@ pub struct NodeStats {
     pub errors: AtomicU64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: AtomicU64,
+    /// Packets the node knows were lost before they reached it, outside the graph (a gap in
+    /// the sequence numbers of a network link); see [`crate::Context::count_lost`].
+    pub lost: AtomicU64,
     /// Nanoseconds since the run started at which the current call began; 0 when idle.
     pub busy_since: AtomicU64,
 }
@@ -154,6 +157,8 @@ pub struct NodeReport {
     pub errors: u64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: u64,
+    /// Packets lost outside the graph before they reached the node (a network link).
+    pub lost: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -220,6 +225,7 @@ impl RunReport {
             "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
             "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst"
         );
+        let lost = self.nodes.iter().any(|n| n.lost > 0);
         for n in &self.nodes {
             let _ = writeln!(
                 s,
@@ -235,6 +241,12 @@ impl RunReport {
                 n.errors,
                 n.restarts
             );
+        }
+        if lost {
+            let _ = writeln!(s, "\n{:<16} {:>9}", "node", "lost");
+            for n in self.nodes.iter().filter(|n| n.lost > 0) {
+                let _ = writeln!(s, "{:<16} {:>9}", n.name, n.lost);
+            }
         }
         let _ = writeln!(
             s,
@@ -321,6 +333,12 @@ const NODE_METRICS: &[Metric<NodeReport>] = &[
         "counter",
         "Times the node was rebuilt after a failure.",
         |n| n.restarts as f64,
+    ),
+    (
+        "weir_node_lost_total",
+        "counter",
+        "Packets lost outside the graph before they reached the node.",
+        |n| n.lost as f64,
     ),
 ];
 

@@ -2,17 +2,19 @@
 //!
 //! The engine moves opaque payloads; this crate is the vocabulary the speech and language
 //! nodes share: [`AudioFrame`], [`SpeechSegment`], [`Text`], [`Token`] and [`Event`]. Each
-//! implements [`Payload`] (its port type name and JSON form). A new kind of payload
+//! implements [`Payload`] (its port type name and JSON form) and serde (the binary form that
+//! `weir-net` sends between processes: postcard keeps every sample bit-exact). A new kind of payload
 //! (synthesized speech chunks, embeddings) is a new type here or in its own crate; the engine
 //! does not change.
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use weir_engine::{Payload, PortType, Timestamp};
 
 /// A block of audio: interleaved `f32` samples in [-1, 1], shared, never copied downstream.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AudioFrame {
     /// Sample rate in Hz.
     pub rate: u32,
@@ -21,6 +23,7 @@ pub struct AudioFrame {
     /// Index (in frames, i.e. per channel) of the first sample in the stream.
     pub start_sample: u64,
     /// Interleaved samples; `samples.len()` is a multiple of `channels`.
+    #[serde(with = "shared")]
     pub samples: Arc<[f32]>,
 }
 
@@ -52,13 +55,14 @@ impl Payload for AudioFrame {
 }
 
 /// A stretch of detected speech: mono samples with their position in the stream.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpeechSegment {
     /// Sample rate in Hz.
     pub rate: u32,
     /// Index of the first sample of the segment in the stream.
     pub start_sample: u64,
     /// Mono samples of the segment (padding included).
+    #[serde(with = "shared")]
     pub samples: Arc<[f32]>,
 }
 
@@ -91,9 +95,10 @@ impl Payload for SpeechSegment {
 }
 
 /// Text with the media time span it describes (a transcript, an answer).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Text {
     /// The text itself.
+    #[serde(with = "shared")]
     pub text: Arc<str>,
     /// Start of the media span the text is about.
     pub start: Timestamp,
@@ -111,11 +116,12 @@ impl Payload for Text {
 }
 
 /// One piece of a streamed generation (a token decoded to text).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Token {
     /// Token id in the model's vocabulary.
     pub id: u32,
     /// The text this token adds (may be empty for partial UTF-8 sequences).
+    #[serde(with = "shared")]
     pub text: Arc<str>,
     /// Position of the token in its answer, from 0.
     pub index: u32,
@@ -134,11 +140,14 @@ impl Payload for Token {
 }
 
 /// A named event with structured fields (levels, speech start/end, ...).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// What happened, e.g. `speech_start`.
+    #[serde(with = "shared")]
     pub name: Arc<str>,
-    /// Details as a JSON object.
+    /// Details as a JSON object (in serde forms: its JSON text, so formats that are not
+    /// self-describing can carry it).
+    #[serde(with = "json_text")]
     pub fields: Arc<Value>,
 }
 
@@ -159,6 +168,51 @@ impl Payload for Event {
         if let Value::Object(fields) = &*self.fields {
             o.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+    }
+}
+
+/// Serde for shared buffers (`Arc<[f32]>`, `Arc<str>`) as their contents, without serde's
+/// `rc` feature (which would rebuild every dependent of serde in the workspace).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T, S>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: Serialize + ?Sized,
+        S: Serializer,
+    {
+        T::serialize(value, s)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Arc<T>, D::Error>
+    where
+        T: ?Sized,
+        Box<T>: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Box::<T>::deserialize(d).map(Arc::from)
+    }
+}
+
+/// Serde for an event's fields as JSON text.
+mod json_text {
+    use std::sync::Arc;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map(Arc::new)
+            .map_err(D::Error::custom)
     }
 }
 

@@ -35,6 +35,7 @@ pub fn registry() -> Registry {
     let mut r = weir_nodes::registry().expect("node kinds register once");
     weir_ml::register(&mut r).expect("ML node kinds register once");
     weir_live::register(&mut r).expect("live node kinds register once");
+    weir_net::register(&mut r).expect("network node kinds register once");
     r
 }
 
