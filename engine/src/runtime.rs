@@ -877,6 +877,7 @@ impl Monitor {
                 interrupts: s.interrupts.load(Relaxed),
                 errors: s.errors.load(Relaxed),
                 restarts: s.restarts.load(Relaxed),
+                cuts: s.cuts.load(Relaxed),
             })
             .collect();
         let edges = m

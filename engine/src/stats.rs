@@ -110,6 +110,9 @@ pub struct NodeStats {
     pub errors: AtomicU64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: AtomicU64,
+    /// Interrupts that cut output in progress, as the node reported from its `flush`
+    /// ([`crate::Context::count_cut`]): for a speaker, a barge-in that silenced an answer.
+    pub cuts: AtomicU64,
     /// Nanoseconds since the run started at which the current call began; 0 when idle.
     pub busy_since: AtomicU64,
 }
@@ -154,6 +157,8 @@ pub struct NodeReport {
     pub errors: u64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: u64,
+    /// Interrupts that cut output in progress (the node said so in its `flush`).
+    pub cuts: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -217,13 +222,13 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
-            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst"
+            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6}",
+            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst", "cut"
         );
         for n in &self.nodes {
             let _ = writeln!(
                 s,
-                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
+                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6}",
                 n.name,
                 n.kind,
                 n.packets_in,
@@ -233,7 +238,8 @@ impl RunReport {
                 fmt_dur(n.max),
                 n.interrupts,
                 n.errors,
-                n.restarts
+                n.restarts,
+                n.cuts
             );
         }
         let _ = writeln!(
@@ -321,6 +327,12 @@ const NODE_METRICS: &[Metric<NodeReport>] = &[
         "counter",
         "Times the node was rebuilt after a failure.",
         |n| n.restarts as f64,
+    ),
+    (
+        "weir_node_cuts_total",
+        "counter",
+        "Interrupts that cut output in progress (for a speaker: barge-ins).",
+        |n| n.cuts as f64,
     ),
 ];
 
