@@ -217,6 +217,13 @@ impl Context {
         self.shared.epochs[self.me].load(Relaxed) != self.epoch || self.shared.aborting()
     }
 
+    /// Counts an interrupt that cut output in progress (the `cut` column of `--stats`,
+    /// `weir_node_cuts_total`): called from `flush` when the interrupt discarded something the
+    /// node was delivering, e.g. a speaker that silenced an answer (a barge-in).
+    pub fn count_cut(&self) {
+        self.stats.cuts.fetch_add(1, Relaxed);
+    }
+
     /// True once the graph was asked to stop (sources end, the rest drains).
     pub fn stopping(&self) -> bool {
         self.shared.stopping()

@@ -878,6 +878,7 @@ impl Monitor {
                 errors: s.errors.load(Relaxed),
                 restarts: s.restarts.load(Relaxed),
                 lost: s.lost.load(Relaxed),
+                cuts: s.cuts.load(Relaxed),
             })
             .collect();
         let edges = m

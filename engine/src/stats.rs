@@ -113,6 +113,9 @@ pub struct NodeStats {
     /// Packets the node knows were lost before they reached it, outside the graph (a gap in
     /// the sequence numbers of a network link); see [`crate::Context::count_lost`].
     pub lost: AtomicU64,
+    /// Interrupts that cut output in progress, as the node reported from its `flush`
+    /// ([`crate::Context::count_cut`]): for a speaker, a barge-in that silenced an answer.
+    pub cuts: AtomicU64,
     /// Nanoseconds since the run started at which the current call began; 0 when idle.
     pub busy_since: AtomicU64,
 }
@@ -159,6 +162,8 @@ pub struct NodeReport {
     pub restarts: u64,
     /// Packets lost outside the graph before they reached the node (a network link).
     pub lost: u64,
+    /// Interrupts that cut output in progress (the node said so in its `flush`).
+    pub cuts: u64,
 }
 
 /// A snapshot of one edge's statistics.
@@ -222,14 +227,14 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
-            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst"
+            "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6}",
+            "node", "kind", "in", "out", "mean", "p99", "max", "intr", "err", "rst", "cut"
         );
         let lost = self.nodes.iter().any(|n| n.lost > 0);
         for n in &self.nodes {
             let _ = writeln!(
                 s,
-                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6}",
+                "{:<16} {:<18} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6}",
                 n.name,
                 n.kind,
                 n.packets_in,
@@ -239,7 +244,8 @@ impl RunReport {
                 fmt_dur(n.max),
                 n.interrupts,
                 n.errors,
-                n.restarts
+                n.restarts,
+                n.cuts
             );
         }
         if lost {
@@ -339,6 +345,12 @@ const NODE_METRICS: &[Metric<NodeReport>] = &[
         "counter",
         "Packets lost outside the graph before they reached the node.",
         |n| n.lost as f64,
+    ),
+    (
+        "weir_node_cuts_total",
+        "counter",
+        "Interrupts that cut output in progress (for a speaker: barge-ins).",
+        |n| n.cuts as f64,
     ),
 ];
 

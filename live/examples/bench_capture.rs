@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p weir-live --example bench_capture -- [--seconds 20] [--wav FILE]
 //!     [--block 480] [--frame-ms 20] [--vad speech.energy_vad]
-//! cargo run --release -p weir-live --features ml --example bench_capture -- --vad speech.vad
+//! cargo run --release -p weir-live --example bench_capture -- --vad speech.vad
 //! ```
 //! Graph: virtual mic → `audio.capture` → `audio.resample` (16 kHz) → VAD, plus a stamping
 //! sink on the capture output. Reports callback-to-packet latency (from the virtual device
@@ -173,7 +173,6 @@ fn main() {
     let mic = VirtualMic::new(samples, rate, 1).block_frames(a.block);
 
     let mut registry = registered(weir_nodes::registry());
-    #[cfg(feature = "ml")]
     registered(weir_ml::register(&mut registry));
     let (mic_kind, counters) = capture::kind_with_device("bench.mic", mic.device());
     registered(registry.register(mic_kind));

@@ -24,6 +24,11 @@
 //! (`discarded_frames`), counted in [`PlaybackCounters::flushed_frames`] and summed up in the
 //! log line at close (`flushed_frames`). The silence that follows is not an underrun.
 //!
+//! Barge-ins are counted here: an interrupt whose flush found audio queued in the ring cut
+//! an answer the speaker was playing ([`PlaybackCounters::barge_ins`], the `cut` column of
+//! `--stats`, `weir_node_cuts_total` in the metrics). An interrupt that finds the ring empty
+//! (nothing was being played, e.g. the answer was still being generated) is not one.
+//!
 //! Waiting for room in the ring is waiting on hardware, not pacing: on the real clock it
 //! sleeps on the graph clock so an interrupt or a stop wakes it at once; a device that takes
 //! nothing for [`STALL_LIMIT`] fails the node.
@@ -243,10 +248,11 @@ impl PlaybackNode {
         }
     }
 
-    /// Discards the audio queued for the speaker; logs what was dropped.
-    fn discard_queued(&mut self, why: &str) {
+    /// Discards the audio queued for the speaker; logs what was dropped. Returns the frames
+    /// that were queued.
+    fn discard_queued(&mut self, why: &str) -> usize {
         let Some(live) = self.live.as_mut() else {
-            return;
+            return 0;
         };
         let queued = live.feed.clear();
         let channels = usize::from(live.negotiated.channels.max(1));
@@ -256,6 +262,7 @@ impl PlaybackNode {
             flushed_frames_before = self.counters.flushed_frames.load(Relaxed),
             "playback: {why}: queued audio discarded, the speaker goes silent"
         );
+        queued / channels
     }
 }
 
@@ -360,9 +367,14 @@ impl Processor for PlaybackNode {
         Ok(())
     }
 
-    /// Barge-in: silences the speaker at once by discarding the queued audio.
-    fn flush(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
-        self.discard_queued("interrupted");
+    /// Barge-in: silences the speaker at once by discarding the queued audio. An interrupt
+    /// that found audio queued cut an answer being played: counted as a barge-in (in
+    /// [`PlaybackCounters::barge_ins`] and the node's `cut` statistic).
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        if self.discard_queued("interrupted") > 0 {
+            self.counters.barge_ins.fetch_add(1, Relaxed);
+            ctx.count_cut();
+        }
         Ok(())
     }
 
@@ -406,7 +418,8 @@ impl Processor for PlaybackNode {
                 "playback: closed with underruns or errors");
         } else {
             tracing::info!(device = %self.device_name, played_frames = played,
-                flushed_frames = flushed, flushes, "playback: closed, no underrun");
+                flushed_frames = flushed, flushes,
+                barge_ins = c.barge_ins.load(Relaxed), "playback: closed, no underrun");
         }
         self.check_errors()
     }

@@ -307,6 +307,9 @@ pub struct PlaybackCounters {
     pub flushed_frames: AtomicU64,
     /// Clears the callback has carried out.
     pub flushes: AtomicU64,
+    /// Clears asked while audio was queued: interrupts that cut what the speaker was playing
+    /// (barge-ins). Counted by the node when it asks, so a clear of an empty ring is not one.
+    pub barge_ins: AtomicU64,
 }
 
 /// Builds the two ends of a playback ring holding `capacity_frames` frames of `channels`.

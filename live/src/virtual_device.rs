@@ -52,6 +52,19 @@ struct MicState {
     realtime: bool,
     finished: AtomicBool,
     log: Mutex<Vec<CallbackRecord>>,
+    started: Mutex<Option<Instant>>,
+    holds: Mutex<Holds>,
+}
+
+/// Where the microphone waits (playing silence) until released, and how long it waited.
+#[derive(Default)]
+struct Holds {
+    /// Positions in the samples, in order, not yet passed.
+    pending: std::collections::VecDeque<usize>,
+    /// Releases asked for and not yet carried out.
+    released: usize,
+    /// (position in the samples, frames of silence played there) for each passed hold.
+    waited: Vec<(usize, u64)>,
 }
 
 /// A microphone that plays `samples` (interleaved) once, then stays silent (no callbacks).
@@ -71,6 +84,8 @@ impl VirtualMic {
             realtime: true,
             finished: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            started: Mutex::new(None),
+            holds: Mutex::default(),
         }))
     }
 
@@ -84,6 +99,8 @@ impl VirtualMic {
             realtime: shared.realtime,
             finished: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            started: Mutex::new(None),
+            holds: Mutex::default(),
         });
         f(&mut state);
         VirtualMic(Arc::new(state))
@@ -97,6 +114,38 @@ impl VirtualMic {
     /// Paces callbacks at real time (`true`, the default) or calls them back to back.
     pub fn realtime(self, realtime: bool) -> Self {
         self.edit(|s| s.realtime = realtime)
+    }
+
+    /// Makes the microphone stop at these frame positions of its samples and play silence
+    /// until [`VirtualMic::release`] is called once per position: a test can start the next
+    /// utterance when something has happened (the speaker began an answer).
+    pub fn hold_at(self, frames: impl IntoIterator<Item = usize>) -> Self {
+        let mut pending: Vec<usize> = frames.into_iter().collect();
+        pending.sort_unstable();
+        self.edit(|s| {
+            s.holds = Mutex::new(Holds {
+                pending: pending.into(),
+                ..Holds::default()
+            })
+        })
+    }
+
+    /// Lets the microphone go on past its next hold.
+    pub fn release(&self) {
+        lock(&self.0.holds).released += 1;
+    }
+
+    /// The device frame at which frame `frame` of the samples was (or will be) played: the
+    /// position plus the silence played at the holds before it, so far.
+    pub fn device_frame(&self, frame: usize) -> u64 {
+        let holds = lock(&self.0.holds);
+        let waited: u64 = holds
+            .waited
+            .iter()
+            .filter(|&&(at, _)| at <= frame)
+            .map(|&(_, n)| n)
+            .sum();
+        frame as u64 + waited
     }
 
     /// Renames the device.
@@ -136,6 +185,12 @@ impl VirtualMic {
         self.0.samples.clone()
     }
 
+    /// When the stream started: frame `n` of the samples is heard at `started + n / rate`
+    /// (its callback runs at that time too, on a real-time microphone). `None` before `play`.
+    pub fn started(&self) -> Option<Instant> {
+        *lock(&self.0.started)
+    }
+
     fn range(&self) -> SupportedStreamConfigRange {
         SupportedStreamConfigRange::new(
             self.0.channels,
@@ -160,21 +215,27 @@ impl VirtualMic {
         let Some(start) = controls.wait_for_play() else {
             return;
         };
+        *lock(&s.started) = Some(start);
         let mut pos = 0usize;
+        let mut device_pos = 0usize;
         let total = s.samples.len() / ch;
         while pos < total && !controls.exit.load(Relaxed) {
             if controls.paused.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
-            let due = start + Duration::from_secs_f64(pos as f64 / f64::from(s.rate));
+            let due = start + Duration::from_secs_f64(device_pos as f64 / f64::from(s.rate));
             let now = Instant::now();
             if s.realtime && due > now {
                 std::thread::sleep(due - now);
             }
-            let n = s.block_frames.min(total - pos);
+            let (n, held) = s.next_block(pos, total);
             let block = &mut buffer[..n * ch];
-            block.copy_from_slice(&s.samples[pos * ch..(pos + n) * ch]);
+            if held {
+                block.fill(0.0);
+            } else {
+                block.copy_from_slice(&s.samples[pos * ch..(pos + n) * ch]);
+            }
             let at = Instant::now();
             let stamp = stream_instant(at - controls.start);
             let info = InputCallbackInfo::new(InputStreamTimestamp {
@@ -186,9 +247,12 @@ impl VirtualMic {
             let data =
                 unsafe { Data::from_parts(block.as_mut_ptr().cast(), n * ch, SampleFormat::F32) };
             callback(&data, &info);
-            pos += n;
+            device_pos += n;
+            if !held {
+                pos += n;
+            }
             let record = CallbackRecord {
-                end_frame: pos as u64,
+                end_frame: device_pos as u64,
                 at,
                 took: at.elapsed(),
                 late: if s.realtime {
@@ -200,6 +264,31 @@ impl VirtualMic {
             lock(&s.log).push(record);
         }
         s.finished.store(true, Relaxed);
+    }
+}
+
+impl MicState {
+    /// The next block: `(frames, held)`, silence if the samples are held at `pos`; a block
+    /// ends at the next hold.
+    fn next_block(&self, pos: usize, total: usize) -> (usize, bool) {
+        let mut holds = lock(&self.holds);
+        if holds.pending.front() == Some(&pos) {
+            if holds.released == 0 {
+                let block = self.block_frames as u64;
+                match holds.waited.last_mut() {
+                    Some((at, n)) if *at == pos => *n += block,
+                    _ => holds.waited.push((pos, block)),
+                }
+                return (self.block_frames, true);
+            }
+            holds.released -= 1;
+            holds.pending.pop_front();
+        }
+        let limit = holds.pending.front().map_or(total, |&h| h.min(total));
+        (
+            self.block_frames.min(limit - pos).max(1).min(total - pos),
+            false,
+        )
     }
 }
 
@@ -402,6 +491,7 @@ struct SpeakerState {
     block_frames: usize,
     recorded: Mutex<Vec<f32>>,
     callbacks: AtomicU64,
+    started: Mutex<Option<Instant>>,
 }
 
 /// A speaker that calls its output callback at real time and keeps everything it was given.
@@ -418,6 +508,7 @@ impl VirtualSpeaker {
             block_frames: 480,
             recorded: Mutex::new(Vec::new()),
             callbacks: AtomicU64::new(0),
+            started: Mutex::new(None),
         }))
     }
 
@@ -429,6 +520,12 @@ impl VirtualSpeaker {
     /// Everything played so far (interleaved), silence included.
     pub fn recorded(&self) -> Vec<f32> {
         lock(&self.0.recorded).clone()
+    }
+
+    /// When the stream started: recorded frame `n` was played at `started + n / rate` (its
+    /// callback ran then; the virtual speaker has no latency after it). `None` before `play`.
+    pub fn started(&self) -> Option<Instant> {
+        *lock(&self.0.started)
     }
 
     /// Output callbacks so far.
@@ -459,6 +556,7 @@ impl VirtualSpeaker {
         let Some(start) = controls.wait_for_play() else {
             return;
         };
+        *lock(&s.started) = Some(start);
         let mut pos = 0u64;
         while !controls.exit.load(Relaxed) {
             let due = start + Duration::from_secs_f64(pos as f64 / f64::from(s.rate));

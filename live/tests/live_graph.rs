@@ -1,7 +1,5 @@
-//! graphs/voice_assistant_live.yaml validates against the full registry (needs weir-ml:
-//! `cargo test -p weir-live --features ml --test live_graph`).
+//! graphs/voice_assistant_live.yaml validates against the full registry.
 
-#[cfg(feature = "ml")]
 #[test]
 fn voice_assistant_live_graph_validates() {
     use std::path::PathBuf;

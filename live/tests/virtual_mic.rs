@@ -682,4 +682,7 @@ nodes:
     let edge = edge.expect("tone -> spk edge");
     assert!(edge.flushed > 0, "{edge:?}");
     assert_eq!(report.node("spk").map(|n| n.interrupts), Some(1));
+    // The interrupt cut audio being played: one barge-in, in the counters and the stats.
+    assert_eq!(counters.barge_ins.load(Relaxed), 1);
+    assert_eq!(report.node("spk").map(|n| n.cuts), Some(1));
 }

@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         let me = std::env::current_exe().map_err(|e| e.to_string());
         me.and_then(|me| {
             for m in MODELS {
-                let status = Command::new(&me).arg(m).status().map_err(|e| e.to_string())?;
+                let status = Command::new(&me)
+                    .arg(m)
+                    .status()
+                    .map_err(|e| e.to_string())?;
                 if !status.success() {
                     return Err(format!("measuring `{m}` failed"));
                 }

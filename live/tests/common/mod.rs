@@ -1,0 +1,3 @@
+//! Helpers shared by the graph tests (and, by path, the examples).
+
+pub mod bargein;
