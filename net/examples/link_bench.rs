@@ -178,28 +178,11 @@ fn weir_round(args: &Args) -> (Vec<Duration>, Duration) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the weir echo (build it: cargo build --release --bin weir)");
-    let mut registry = Registry::new();
-    weir_net::register(&mut registry).unwrap();
-    let (source, tx) = channel_source("bench.in", AudioFrame::PORT, 64);
-    let (sink, rx) = channel_sink("bench.out", AudioFrame::PORT, 64);
-    registry.register(source).unwrap();
-    registry.register(sink).unwrap();
     let yaml = format!(
         "nodes:\n  in: {{ node: bench.in }}\n  ping: {{ node: net.publish, in: {{ in: in.out }}, with: {{ key: bench/ping, express: {}, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  pong: {{ node: net.subscribe_audio, with: {{ key: bench/pong, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  out: {{ node: bench.out, in: {{ in: pong.out }} }}\n",
         args.express
     );
-    let plan = Loader::new(&registry)
-        .load_str(Path::new("bench.yaml"), &yaml)
-        .unwrap();
-    let running = Graph::build(plan, &registry).unwrap().start().unwrap();
-    let make = |i: usize| {
-        let f = frame(i);
-        Packet::new(f.timestamp(), f)
-    };
-    let got = measure(args.pings, args.burst, make, &tx, &rx);
-    drop(tx);
-    while rx.recv().is_ok() {}
-    running.wait().unwrap();
+    let got = graph_round(args, &yaml);
     let mut echo = echo;
     echo.wait().unwrap();
     got
@@ -255,14 +238,23 @@ fn raw_round(args: &Args, size: usize) -> (Vec<Duration>, Duration) {
 
 /// One in-process edge: a channel source straight into a channel sink.
 fn local_round(args: &Args) -> (Vec<Duration>, Duration) {
+    graph_round(
+        args,
+        "nodes:\n  in: { node: bench.in }\n  out: { node: bench.out, in: { in: in.out } }\n",
+    )
+}
+
+/// Runs `yaml`, whose `bench.in` and `bench.out` nodes are this program's channel ends (the
+/// net kinds are registered too), and measures the round trips between them.
+fn graph_round(args: &Args, yaml: &str) -> (Vec<Duration>, Duration) {
     let mut registry = Registry::new();
+    weir_net::register(&mut registry).unwrap();
     let (source, tx) = channel_source("bench.in", AudioFrame::PORT, 64);
     let (sink, rx) = channel_sink("bench.out", AudioFrame::PORT, 64);
     registry.register(source).unwrap();
     registry.register(sink).unwrap();
-    let yaml = "nodes:\n  in: { node: bench.in }\n  out: { node: bench.out, in: { in: in.out } }\n";
     let plan = Loader::new(&registry)
-        .load_str(Path::new("local.yaml"), yaml)
+        .load_str(Path::new("bench.yaml"), yaml)
         .unwrap();
     let running = Graph::build(plan, &registry).unwrap().start().unwrap();
     let make = |i: usize| {
@@ -271,6 +263,7 @@ fn local_round(args: &Args) -> (Vec<Duration>, Duration) {
     };
     let got = measure(args.pings, args.burst, make, &tx, &rx);
     drop(tx);
+    while rx.recv().is_ok() {}
     running.wait().unwrap();
     got
 }

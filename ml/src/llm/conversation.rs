@@ -132,10 +132,10 @@ impl Conversation {
 
     /// Makes room for a prompt of `prompt` tokens: drops the oldest turns while the history
     /// and the prompt exceed the budget or, with the prefix and an answer of `answer` tokens,
-    /// the model's positions. True if a turn was dropped.
-    fn make_room(&mut self, prompt: usize, prefix: usize, answer: usize, positions: usize) -> bool {
+    /// the model's positions. After a drop the session is gone: positions moved, so the kept
+    /// turns are recomputed after the prefix.
+    fn make_room(&mut self, prompt: usize, prefix: usize, answer: usize, positions: usize) {
         let h = &mut self.history;
-        let mut dropped = false;
         while let Some(oldest) = h.turns.front() {
             let fits = h.tokens + prompt <= self.config.memory_tokens
                 && prefix + h.tokens + prompt + answer < positions;
@@ -144,15 +144,9 @@ impl Conversation {
             }
             h.tokens -= oldest.len();
             h.turns.pop_front();
-            self.dropped_turns += 1;
-            dropped = true;
-        }
-        if dropped {
-            // Positions moved: the kept turns are recomputed after the prefix.
             h.session = None;
-            h.unfed = h.tokens;
+            self.dropped_turns += 1;
         }
-        dropped
     }
 }
 
@@ -190,6 +184,7 @@ impl ChatModel {
         let (mut session, recomputed) = match h.session.take() {
             Some(session) => (session, 0),
             None => {
+                // Afresh, or after a drop: every remembered turn is fed after the prefix.
                 h.unfed = h.tokens;
                 let prefix = if self.prefix_cached() {
                     0
