@@ -5,6 +5,7 @@
 
 pub mod kernels;
 pub mod llm;
+pub mod model_cache;
 pub mod runtime;
 pub mod tts;
 pub mod vad;

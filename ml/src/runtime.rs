@@ -32,6 +32,8 @@ use tract_onnx::tract_core::runtime::RunOptions;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 use tract_onnx::tract_core::transform::get_transform;
 
+use crate::model_cache::{CacheEntry, CacheLocation, CacheOutcome, CACHE_ENV};
+
 /// The command that fetches and converts every model into `models/`.
 pub const FETCH_MODELS: &str = "bash tools/fetch-models.sh";
 
@@ -50,6 +52,8 @@ pub struct ModelOptions {
     /// axis. Exact for a head that works row by row (matrix products, norms). `None` (the
     /// default) leaves the graph as it is; a prefix no node has changes nothing.
     pub last_position_head: Option<String>,
+    /// Where the prepared model is cached between starts (see [`crate::model_cache`]).
+    pub cache: CacheLocation,
 }
 
 impl Default for ModelOptions {
@@ -58,11 +62,20 @@ impl Default for ModelOptions {
             threads: 1,
             transformers: false,
             last_position_head: None,
+            cache: CacheLocation::default(),
         }
     }
 }
 
 impl ModelOptions {
+    /// What in these options changes the prepared model (part of its cache key).
+    fn cache_key(&self) -> String {
+        format!(
+            "transformers={} last_position_head={:?}",
+            self.transformers, self.last_position_head
+        )
+    }
+
     /// Options with `threads` threads and no transform.
     pub fn threads(threads: usize) -> Self {
         ModelOptions {
@@ -127,6 +140,7 @@ pub struct Model {
     outputs: Vec<String>,
     threads: usize,
     load_time: Duration,
+    cache: CacheOutcome,
 }
 
 impl fmt::Debug for Model {
@@ -157,25 +171,10 @@ impl Model {
             path: path.clone(),
             cause: chain(&e),
         };
-        let mut inference = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
-        unique_names(inference.nodes_mut());
-        if let Some(prefix) = &options.last_position_head {
-            gather_last_position(&mut inference, prefix).map_err(load_err)?;
-        }
-        let mut typed = inference.into_typed().map_err(load_err)?;
-        if options.transformers {
-            typed = typed.into_decluttered().map_err(load_err)?;
-            let transform = get_transform("transformers_detect_all")
-                .map_err(load_err)?
-                .ok_or_else(|| ModelError::Load {
-                    path: path.clone(),
-                    cause: "tract has no `transformers_detect_all` transform (tract-onnx \
-                            feature `transformers` is off)"
-                        .to_string(),
-                })?;
-            transform.transform(&mut typed).map_err(load_err)?;
-        }
+        let mut stages = LoadStages::new(started);
+        let (typed, cache) = prepared(&path, &options, &mut stages)?;
         let optimized = typed.into_optimized().map_err(load_err)?;
+        stages.mark("optimize");
         let run_options = RunOptions {
             executor: executor(threads),
             ..RunOptions::default()
@@ -183,6 +182,7 @@ impl Model {
         let plan = optimized
             .into_runnable_with_options(&run_options)
             .map_err(load_err)?;
+        stages.mark("plan");
         let model = plan.model();
         let inputs = model
             .input_outlets()
@@ -202,7 +202,7 @@ impl Model {
             })
             .collect();
         let load_time = started.elapsed();
-        tracing::debug!(path = %path.display(), ?load_time, threads, "model loaded");
+        tracing::debug!(path = %path.display(), ?load_time, threads, ?cache, stages = %stages, "model loaded");
         Ok(Model {
             path,
             plan,
@@ -210,6 +210,7 @@ impl Model {
             outputs,
             threads,
             load_time,
+            cache,
         })
     }
 
@@ -236,6 +237,11 @@ impl Model {
     /// Wall time [`Model::load`] took.
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// Whether the model came from the model cache (see [`crate::model_cache`]).
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
     }
 
     /// Fails with [`ModelError::Mismatch`] unless the model's inputs are exactly `names`, in
@@ -315,6 +321,125 @@ impl ModelState {
             path: self.path.clone(),
             cause: chain(&e),
         })
+    }
+}
+
+/// The typed, decluttered model, ready for tract's optimization: from the cache when it has
+/// an entry for this source and these options, otherwise parsed from the source (and then
+/// stored in the cache).
+fn prepared(
+    path: &Path,
+    options: &ModelOptions,
+    stages: &mut LoadStages,
+) -> Result<(TypedModel, CacheOutcome), ModelError> {
+    let load_err = |e: TractError| ModelError::Load {
+        path: path.to_path_buf(),
+        cause: chain(&e),
+    };
+    let from_source =
+        |stages: &mut LoadStages| from_source(path, options, stages).map_err(load_err);
+    let Some(dir) = options.cache.resolve() else {
+        return Ok((from_source(stages)?, CacheOutcome::Off));
+    };
+    let entry = match CacheEntry::for_source(&dir, path, &options.cache_key()) {
+        Ok(entry) => entry,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot checksum the model for its cache entry: {e}");
+            return Ok((from_source(stages)?, CacheOutcome::NotStored));
+        }
+    };
+    stages.mark("checksum");
+    let mut outcome = CacheOutcome::Stored;
+    match entry.read() {
+        Ok(Some(model)) => {
+            stages.mark("cache read");
+            return Ok((model, CacheOutcome::Hit));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                entry = %entry.model_path().display(),
+                "model cache entry not used ({e}): deleted, rebuilding it from the source"
+            );
+            entry.remove();
+            outcome = CacheOutcome::Rebuilt;
+        }
+    }
+    let typed = from_source(stages)?;
+    match entry.write(&typed) {
+        Ok(()) => stages.mark("cache write"),
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                dir = %dir.display(),
+                "model not cached, the next start parses it again: {e} (set {CACHE_ENV}=off \
+                 to stop trying)"
+            );
+            outcome = CacheOutcome::NotStored;
+        }
+    }
+    Ok((typed, outcome))
+}
+
+/// Parses, types and declutters the ONNX source, with the rewrites `options` ask for.
+fn from_source(
+    path: &Path,
+    options: &ModelOptions,
+    stages: &mut LoadStages,
+) -> TractResult<TypedModel> {
+    let mut inference = tract_onnx::onnx().model_for_path(path)?;
+    stages.mark("parse");
+    unique_names(inference.nodes_mut());
+    if let Some(prefix) = &options.last_position_head {
+        gather_last_position(&mut inference, prefix)?;
+    }
+    let typed = inference.into_typed()?;
+    stages.mark("type");
+    let mut typed = typed.into_decluttered()?;
+    stages.mark("declutter");
+    if options.transformers {
+        let transform = get_transform("transformers_detect_all")?.ok_or_else(|| {
+            TractError::msg(
+                "tract has no `transformers_detect_all` transform (tract-onnx feature \
+                 `transformers` is off)",
+            )
+        })?;
+        transform.transform(&mut typed)?;
+        stages.mark("transform");
+    }
+    Ok(typed)
+}
+
+/// Wall time of each step of [`Model::load`], for its debug line.
+struct LoadStages {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl LoadStages {
+    fn new(started: Instant) -> Self {
+        LoadStages {
+            last: started,
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the step `name` now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl fmt::Display for LoadStages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, took)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name} {} ms", took.as_millis())?;
+        }
+        Ok(())
     }
 }
 

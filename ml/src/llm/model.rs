@@ -17,6 +17,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 
 use super::LlmError;
+use crate::model_cache::{CacheLocation, CacheOutcome};
 use crate::runtime::{Model, ModelOptions};
 
 /// Attention heads per KV-cache tensor accepted from a model file (they size the cache).
@@ -51,6 +52,8 @@ pub struct LoadOptions {
     /// then costs one output-layer product instead of one per token. [`Session::feed`]
     /// returns the last position's logits either way.
     pub last_position_only: bool,
+    /// Where the prepared model is cached between starts.
+    pub cache: CacheLocation,
 }
 
 impl Default for LoadOptions {
@@ -59,6 +62,7 @@ impl Default for LoadOptions {
             transform: true,
             threads: 1,
             last_position_only: true,
+            cache: CacheLocation::default(),
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct LanguageModel {
     logits: usize,
     cache: Vec<CachePair>,
     load_time: Duration,
+    cache_outcome: CacheOutcome,
 }
 
 fn run_err(e: TractError) -> LlmError {
@@ -101,10 +106,12 @@ impl LanguageModel {
                 threads: options.threads.max(1),
                 transformers: options.transform,
                 last_position_head: options.last_position_only.then(|| LM_HEAD.to_string()),
+                cache: options.cache.clone(),
             },
         )?;
         let mut lm = LanguageModel::from_model(path, &model)?;
         lm.load_time = model.load_time();
+        lm.cache_outcome = model.cache_outcome();
         Ok(lm)
     }
 
@@ -193,12 +200,18 @@ impl LanguageModel {
             form,
             plan,
             load_time: Duration::ZERO,
+            cache_outcome: CacheOutcome::Off,
         })
     }
 
     /// The KV-cache form detected in the loaded model.
     pub fn cache_form(&self) -> CacheForm {
         self.form
+    }
+
+    /// Whether the model came from the model cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache_outcome
     }
 
     /// Wall time of [`LanguageModel::load`] (parse, transform, optimize).
