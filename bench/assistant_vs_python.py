@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Weir's voice assistant against the same pipeline in Python + onnxruntime, side by side.
 
-    python3 bench/assistant_vs_python.py [--rounds 7] [--input F.wav] [--no-build]
+    python3 bench/assistant_vs_python.py [--rounds 7] [--input F.wav] [--model-cache warm|cold]
+                                         [--no-build]
 
 Builds the launcher (`cargo build --release -p weir`) and the Python baseline's venv
 (`tools/bench-python-setup.sh`), then runs, alternately and as fresh processes, `weir run
@@ -11,7 +12,9 @@ timed the same way, from outside: this script stamps every line each process wri
 arrives, and reads the peak RSS from the kernel when the process ends (wait4).
 
   all models loaded      process start -> the moment playback starts (Weir: the engine's
-                         "graph clock started" log line; Python: its "ready" line)
+                         "graph clock started" log line; Python: its "ready" line). Weir
+                         reads its prepared models from its model cache (filled by one
+                         untimed run first); `--model-cache cold` turns the cache off
   end of speech          playback start + the time of the recording's last loud sample
                          (|x| > 0.01, like examples/bench_assistant.rs)
   -> transcript          arrival of the transcript line (Weir: `heard`, text.print json)
@@ -248,6 +251,10 @@ def main():
                          "stricter, lighter baseline)")
     ap.add_argument("--weir-set", action="append", default=[], metavar="NODE.OPTION=VALUE",
                     help="an extra --set for Weir, e.g. vad.draft_silence_ms=0 (no speculation)")
+    ap.add_argument("--model-cache", choices=["warm", "cold"], default="warm",
+                    help="warm (default): Weir's model cache (target/bench-model-cache) is "
+                         "filled by one untimed run first, as on a device's second start; "
+                         "cold: WEIR_MODEL_CACHE=off, every run prepares the ONNX files")
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     ap.add_argument("--check", action="store_true",
                     help="fail unless every run heard 'what is the capital ...' and answered "
@@ -263,8 +270,10 @@ def main():
             raise SystemExit(f"{path} is missing: run without --no-build")
     wav, speech_end, seconds = prepare_input(os.path.join(ROOT, args.input), args.tail_s)
 
+    cache = (os.path.join(ROOT, "target/bench-model-cache") if args.model_cache == "warm"
+             else "off")
     env = dict(os.environ, NO_COLOR="1", WEIR_OUT=os.path.join(ROOT, WORK, "out"),
-               RUST_LOG="warn,weir_engine::clock=info,weir_ml=debug")
+               RUST_LOG="warn,weir_engine::clock=info,weir_ml=debug", WEIR_MODEL_CACHE=cache)
     weir_cmd = [weir_bin, "run", GRAPH, "--set", f"mic.path={wav}", "--set", "mic.realtime=true",
                 "--set", "heard.format=json", "--set", "answer.format=json"]
     for extra in args.weir_set:
@@ -278,6 +287,9 @@ def main():
     print(f"{args.input} ({seconds:.2f} s) + {args.tail_s:.1f} s of silence, end of speech at "
           f"{speech_end:.3f} s; {args.rounds} rounds, alternating; load average {load_before}",
           flush=True)
+    if args.model_cache == "warm":
+        _, _, code, _ = run(weir_cmd, env)
+        print(f"model cache {cache} filled by one untimed Weir run (exit {code})", flush=True)
     results = {"Weir": [], "Python": []}
     failed = []
     for rnd in range(args.rounds):
