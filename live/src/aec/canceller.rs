@@ -120,25 +120,26 @@ impl Canceller {
     }
 }
 
+/// A deterministic speech-like test signal: a few drifting tones with a syllable envelope.
+#[cfg(test)]
+pub(crate) fn voice(n: usize, rate: u32, seed: u32) -> Vec<f32> {
+    let r = rate as f32;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / r;
+            let env = (t * 4.0 + seed as f32).sin().abs();
+            let f0 = 140.0 + 30.0 * (t * 1.3 + seed as f32).sin();
+            let s: f32 = (1..6)
+                .map(|h| (std::f32::consts::TAU * f0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            0.2 * env * s
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deterministic speech-like signal: a few drifting tones with a syllable envelope.
-    fn voice(n: usize, rate: u32, seed: u32) -> Vec<f32> {
-        let r = rate as f32;
-        (0..n)
-            .map(|i| {
-                let t = i as f32 / r;
-                let env = (t * 4.0 + seed as f32).sin().abs();
-                let f0 = 140.0 + 30.0 * (t * 1.3 + seed as f32).sin();
-                let s: f32 = (1..6)
-                    .map(|h| (std::f32::consts::TAU * f0 * h as f32 * t).sin() / h as f32)
-                    .sum();
-                0.2 * env * s
-            })
-            .collect()
-    }
 
     fn energy(x: &[f32]) -> f64 {
         x.iter().map(|&s| f64::from(s) * f64::from(s)).sum()

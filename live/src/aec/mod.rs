@@ -319,3 +319,100 @@ impl Processor for AecNode {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_engine::testing::NodeRunner;
+    use weir_engine::Packet;
+
+    const RATE: u32 = 16_000;
+
+    /// `samples` cut into 20 ms frames from position `start`.
+    fn frames(samples: &[f32], start: u64, rate: u32) -> Vec<Packet> {
+        samples
+            .chunks(rate as usize / 50)
+            .enumerate()
+            .map(|(i, c)| {
+                let f = AudioFrame {
+                    rate,
+                    channels: 1,
+                    start_sample: start + (i * rate as usize / 50) as u64,
+                    samples: Arc::from(c),
+                };
+                Packet::new(f.timestamp(), f)
+            })
+            .collect()
+    }
+
+    fn output(out: &weir_engine::testing::RunOutput) -> Vec<f32> {
+        let mut v = Vec::new();
+        let mut next = 0;
+        for f in out.values::<AudioFrame>("audio") {
+            assert_eq!(f.start_sample, next, "contiguous positions");
+            next += f.frames() as u64;
+            v.extend_from_slice(&f.samples);
+        }
+        v
+    }
+
+    fn energy(x: &[f32]) -> f64 {
+        x.iter().map(|&s| f64::from(s) * f64::from(s)).sum()
+    }
+
+    /// Far-end speech and its echo (30 ms later, at half amplitude).
+    fn far_and_echo() -> (Vec<f32>, Vec<f32>) {
+        let far = canceller::voice(RATE as usize * 5, RATE, 3);
+        let d = 480;
+        let echo = (0..far.len())
+            .map(|i| if i >= d { 0.5 * far[i - d] } else { 0.0 })
+            .collect();
+        (far, echo)
+    }
+
+    #[test]
+    fn node_removes_the_echo_of_its_reference() {
+        let (far, echo) = far_and_echo();
+        let (kind, counters) = kind_with_counters("test.aec");
+        let out = NodeRunner::new(kind)
+            .option("max_wait_ms", 40.0)
+            .feed("audio", frames(&echo, 0, RATE))
+            .feed("reference", frames(&far, 0, RATE))
+            .run()
+            .expect("aec runs");
+        let clean = output(&out);
+        assert_eq!(clean.len(), echo.len(), "every microphone sample comes out");
+        let tail = echo.len() - 2 * RATE as usize;
+        let erle = 10.0 * (energy(&echo[tail..]) / energy(&clean[tail..]).max(1e-12)).log10();
+        assert!(erle > 10.0, "echo reduced by only {erle:.1} dB");
+        assert_eq!(counters.missing_blocks.load(Relaxed), 0);
+        assert_eq!(counters.blocks.load(Relaxed), 500);
+    }
+
+    #[test]
+    fn without_a_reference_the_microphone_passes_through_and_is_counted() {
+        let (_, echo) = far_and_echo();
+        let (kind, counters) = kind_with_counters("test.aec");
+        let out = NodeRunner::new(kind)
+            .feed("audio", frames(&echo, 0, RATE))
+            .run()
+            .expect("aec runs");
+        assert_eq!(output(&out), echo, "unchanged");
+        assert_eq!(counters.missing_blocks.load(Relaxed), 500);
+    }
+
+    #[test]
+    fn a_reference_at_another_rate_asks_for_a_resampler() {
+        let (far, echo) = far_and_echo();
+        let err = NodeRunner::new(kind())
+            .feed("audio", frames(&echo, 0, RATE))
+            .feed("reference", frames(&far, 0, 48_000))
+            .run()
+            .expect_err("48 kHz reference with a 16 kHz microphone");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("audio.resample") && msg.contains("16000"),
+            "{msg}"
+        );
+    }
+}
