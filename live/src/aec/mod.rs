@@ -3,18 +3,21 @@
 //! ```yaml
 //! aec:
 //!   node: audio.aec
-//!   in: { audio: mic16.audio, reference: played16.audio }
+//!   in: { audio: mic.audio, reference: played.audio }
 //!   with: { max_wait_ms: 40, max_reference_ms: 1000 }
 //!   merge_wait_ms: 0
 //! ```
 //! Inputs: `audio`, the microphone (mono), and `reference`, what the speaker played (any
-//! channels, mixed to mono), at the same rate: 16000, 32000 or 48000 Hz (put
-//! `audio.resample` in front otherwise; 16 kHz costs a third of 48 kHz). Output: `audio`, the
-//! microphone with the echo removed, with the input's sample positions, in 10 ms blocks.
+//! channels, mixed to mono), at the same rate: 16000, 32000 or 48000 Hz (an error says to
+//! put `audio.resample` in front otherwise). Output: `audio`, the microphone with the echo
+//! removed, with the input's sample positions, in 10 ms blocks.
 //!
 //! Both inputs' positions must be on one clock: the reference sample at position `p` was
 //! heard by the microphone at its position `p` plus the echo path's delay (AEC3 finds that
-//! delay itself, up to about half a second). Options: `max_wait_ms` (microphone audio held
+//! delay itself, up to about half a second). Take them straight from the devices (capture
+//! frames and playback's `played` are stamped from the device sample clocks, holes
+//! included): `audio.resample` numbers its output from zero and would lose the clock after
+//! a capture overrun. Options: `max_wait_ms` (microphone audio held
 //! while its reference has not arrived; past that the microphone goes on, so it is never
 //! stalled by the reference), `max_reference_ms` (reference buffered ahead of the
 //! microphone; older samples are dropped beyond it). A block with no reference at all is

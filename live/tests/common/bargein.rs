@@ -132,19 +132,15 @@ pub struct Echo {
 }
 
 /// The nodes added for `Echo::aec`: the reference (what the virtual speaker played, stamped
-/// on the microphone's clock by [`feed_reference`]) resampled like the microphone, and the
-/// canceller.
+/// on the microphone's clock by [`feed_reference`]) and the canceller, at the devices' 48 kHz
+/// straight on the capture's frames, whose positions are the device's sample clock (the
+/// resampler renumbers its output from zero, which would lose the clock after an overrun).
 const AEC_NODES: &str = r#"
   played:
     node: test.played
-  played16:
-    node: audio.resample
-    in: { audio: played.audio }
-    with: { rate: 16000 }
-    queue: { size: 64, overflow: drop_oldest }
   aec:
     node: test.aec
-    in: { audio: resample.audio, reference: played16.audio }
+    in: { audio: mic.audio, reference: played.out }
     merge_wait_ms: 0
     queue: { size: 64, overflow: drop_oldest }
 "#;
@@ -208,14 +204,14 @@ pub fn run_with(script: &Script, set: &[String], echo: Option<Echo>) -> Session 
         .replace("node: text.print", "node: test.tokens");
     let with_aec = echo.is_some_and(|e| e.aec);
     if with_aec {
-        let vad_input = "    in: { audio: resample.audio }\n    with: { model: models/silero";
+        let mic_input = "    in: { audio: mic.audio }\n    with: { rate: 16000 }";
         assert!(
-            yaml.contains(vad_input),
-            "the live graph's VAD reads the resampler"
+            yaml.contains(mic_input),
+            "the live graph resamples the microphone"
         );
         yaml = yaml.replace(
-            vad_input,
-            "    in: { audio: aec.audio }\n    with: { model: models/silero",
+            mic_input,
+            "    in: { audio: aec.audio }\n    with: { rate: 16000 }",
         );
         yaml.push_str(AEC_NODES);
     }
