@@ -6,9 +6,15 @@
 //! clocks. Prints each round, then the median (p50) and p90 of the rounds where an answer
 //! was playing when the user spoke.
 //!
+//! With `--echo`, the speaker is also heard by the microphone through the virtual room
+//! (40 ms, -6 dB) and `audio.aec` cleans the microphone before the VAD (as in
+//! `tests/echo.rs`): rounds whose answer the echo had already cut show as `silent`.
+//!
 //! ```sh
 //! cargo run -p weir-live --example bench_bargein -- --rounds 10
 //! cargo run -p weir-live --example bench_bargein -- --rounds 10 \
+//!     --set vad.min_speech_ms=64
+//! cargo run -p weir-live --example bench_bargein -- --rounds 8 --echo \
 //!     --set vad.min_speech_ms=64
 //! ```
 
@@ -17,7 +23,7 @@ mod bargein;
 
 use std::time::Duration;
 
-use bargein::{clip, run, Script, LEAD_IN};
+use bargein::{clip, run_with, Echo, Script, LEAD_IN};
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
@@ -27,13 +33,23 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 fn main() {
     let mut rounds = 10usize;
     let mut set = Vec::new();
+    let mut echo = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
             "--rounds" => rounds = value().parse().expect("--rounds N"),
             "--set" => set.push(value()),
-            other => panic!("unknown argument {other}; use --rounds N, --set NODE.OPTION=VALUE"),
+            "--echo" => {
+                echo = Some(Echo {
+                    delay_ms: 40.0,
+                    gain: 0.5,
+                    aec: true,
+                })
+            }
+            other => {
+                panic!("unknown argument {other}; use --rounds N, --set NODE.OPTION=VALUE, --echo")
+            }
         }
     }
     let clips = [
@@ -46,7 +62,7 @@ fn main() {
         script.silence(0.5).talk_over().say(&clips[(i + 1) % 2]);
     }
     script.silence(8.0);
-    let s = run(&script, &set);
+    let s = run_with(&script, &set, echo);
     let played = s.speaker.recorded();
     let mut cuts = Vec::new();
     for (i, &(onset, _)) in script.speech.iter().enumerate().skip(1) {

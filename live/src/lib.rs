@@ -10,6 +10,8 @@
 //!   building for every sample format, [`devices_report`].
 //! - [`capture`] (`audio.capture`) and [`playback`] (`audio.playback`): thin nodes.
 //! - [`denoise`] (`audio.denoise`): RNNoise noise suppression (pure DSP, no device).
+//! - [`aec`] (`audio.aec`): echo cancellation (WebRTC AEC3 via the pure-Rust `aec3` crate):
+//!   the microphone minus what the speaker played.
 //! - [`virtual_device`]: a cpal custom-host microphone that plays a buffer at real time
 //!   through the normal `build_input_stream` path, and a speaker that records; tests and
 //!   benches run the real nodes on them without a sound card.
@@ -38,6 +40,7 @@
 //! assert_eq!(capture.role, weir_engine::Role::Live);
 //! ```
 
+pub mod aec;
 pub mod capture;
 pub mod denoise;
 pub mod device;
@@ -49,11 +52,13 @@ pub use device::{devices_report, devices_report_for};
 
 use weir_engine::{DuplicateKind, Registry};
 
-/// Registers the live audio node kinds: `audio.capture`, `audio.playback`, `audio.denoise`.
+/// Registers the live audio node kinds: `audio.capture`, `audio.playback`, `audio.denoise`,
+/// `audio.aec`.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
     registry.register(capture::kind())?;
     registry.register(playback::kind())?;
-    registry.register(denoise::kind())
+    registry.register(denoise::kind())?;
+    registry.register(aec::kind())
 }
 
 /// Why a live audio device could not be used.

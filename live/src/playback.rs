@@ -29,6 +29,15 @@
 //! `--stats`, `weir_node_cuts_total` in the metrics). An interrupt that finds the ring empty
 //! (nothing was being played, e.g. the answer was still being generated) is not one.
 //!
+//! Output `played` (optional): every sample the callback handed to the device, silence
+//! included, in 10 ms frames stamped from the device's sample count (frame `k` of the
+//! stream is at `k / rate`), with the device's channels. It is the echo reference for
+//! `audio.aec`: after an interrupt it shows the silence that was played, never the flushed
+//! audio. The callback copies into a second preallocated ring (no allocation); the node's
+//! thread sends what it holds whenever it runs (while it plays and waits for room, at a
+//! flush, at close): while the node waits for its next input nothing is sent, and what
+//! overflows that ring meanwhile (a second past the buffer) shows as a jump in the positions.
+//!
 //! Waiting for room in the ring is waiting on hardware, not pacing: on the real clock it
 //! sleeps on the graph clock so an interrupt or a stop wakes it at once; a device that takes
 //! nothing for [`STALL_LIMIT`] fails the node.
@@ -41,12 +50,12 @@ use cpal::traits::StreamTrait;
 use serde::Deserialize;
 use weir_engine::{
     ClockKind, Config, Context, Incoming, Input, NodeError, NodeKind, OptionSpec, OptionType,
-    Ports, Processor, Role,
+    Output, Ports, Processor, Role, Timestamp,
 };
 use weir_media::AudioFrame;
 
 use crate::device::{self, Direction, Negotiated, StreamErrors, Wanted};
-use crate::ring::{playback_ring, PlaybackCounters, PlaybackFeed};
+use crate::ring::{capture_ring, playback_ring, Framer, PlaybackCounters, PlaybackFeed};
 use crate::LiveError;
 
 /// How long the node waits for the device to take audio before it gives up.
@@ -56,11 +65,16 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, Debug)]
 pub struct PlaybackPorts {
     audio: Input<AudioFrame>,
+    played: Output<AudioFrame>,
 }
 
 fn ports(p: &mut Ports) -> PlaybackPorts {
     PlaybackPorts {
         audio: p.input("audio", "audio to play"),
+        played: p.output(
+            "played",
+            "what the device was handed (silence included), stamped from its sample count",
+        ),
     }
 }
 
@@ -150,6 +164,38 @@ struct Live {
     negotiated: Negotiated,
     wait: Duration,
     buffer: Duration,
+    /// What the callback handed to the device, when `played` is connected.
+    played: Option<Framer>,
+    /// Frames per `played` packet (10 ms).
+    played_frames: usize,
+}
+
+/// Sends what the device was handed so far on `port`, in 10 ms frames (with `all`, the
+/// partial rest too), stamped from the device's sample count.
+fn send_played(
+    live: &mut Live,
+    port: Output<AudioFrame>,
+    all: bool,
+    ctx: &mut Context,
+) -> Result<(), NodeError> {
+    let Some(framer) = live.played.as_mut() else {
+        return Ok(());
+    };
+    let n = live.negotiated;
+    while let Some(block) = framer.next_block(live.played_frames, all) {
+        let frame = AudioFrame {
+            rate: n.rate,
+            channels: n.channels,
+            start_sample: block.start_sample,
+            samples: Arc::from(block.samples),
+        };
+        ctx.send(
+            port,
+            Timestamp::from_samples(block.start_sample, n.rate),
+            frame,
+        )?;
+    }
+    Ok(())
 }
 
 /// Sink node playing on a cpal output device.
@@ -198,7 +244,7 @@ impl PlaybackNode {
         self.counters.clone()
     }
 
-    fn start(&mut self) -> Result<Live, LiveError> {
+    fn start(&mut self, tap: bool) -> Result<Live, LiveError> {
         let device = match &self.device {
             Some(d) => d.clone(),
             None => device::find_device(
@@ -221,7 +267,16 @@ impl PlaybackNode {
         tracing::info!(device = %self.device_name, rate = n.rate, channels = n.channels,
             format = %n.format, "playback: opened output device");
         let frames = ((self.config.buffer_ms / 1000.0 * f64::from(n.rate)) as usize).max(64);
-        let (feed, drain) = playback_ring(frames, n.channels, self.counters.clone());
+        let (feed, mut drain) = playback_ring(frames, n.channels, self.counters.clone());
+        // Room for the ring's worth and a second more: what the node thread has not yet sent
+        // while it waits for its next input is lost (counted) beyond that.
+        let played = if tap {
+            let (feed, framer) = capture_ring(frames + n.rate as usize, n.channels, Arc::default());
+            drain = drain.tap(feed);
+            Some(framer)
+        } else {
+            None
+        };
         let stream = device::build_playback_stream(&device, n, drain, self.errors.clone())?;
         stream.play().map_err(|source| LiveError::Stream {
             device: self.device_name.clone(),
@@ -235,6 +290,8 @@ impl PlaybackNode {
             negotiated: n,
             wait: (buffer / 8).clamp(Duration::from_millis(1), Duration::from_millis(20)),
             buffer,
+            played,
+            played_frames: (n.rate as usize / 100).max(1),
         })
     }
 
@@ -307,8 +364,9 @@ fn remix(input: &[f32], from: u16, to: u16, out: &mut Vec<f32>) -> Result<(), No
 }
 
 impl Processor for PlaybackNode {
-    fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
-        let live = self.start().map_err(|e| NodeError::new(e.to_string()))?;
+    fn open(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
+        let tap = ctx.is_connected(self.ports.played);
+        let live = self.start(tap).map_err(|e| NodeError::new(e.to_string()))?;
         self.live = Some(live);
         Ok(())
     }
@@ -342,6 +400,7 @@ impl Processor for PlaybackNode {
             }
             let taken = live.feed.push(rest);
             rest = &rest[taken..];
+            send_played(live, self.ports.played, false, ctx)?;
             if taken > 0 {
                 progress = Instant::now();
                 continue;
@@ -364,7 +423,7 @@ impl Processor for PlaybackNode {
             }
             wait_for_device(ctx, live.wait);
         }
-        Ok(())
+        send_played(live, self.ports.played, false, ctx)
     }
 
     /// Barge-in: silences the speaker at once by discarding the queued audio. An interrupt
@@ -375,7 +434,10 @@ impl Processor for PlaybackNode {
             self.counters.barge_ins.fetch_add(1, Relaxed);
             ctx.count_cut();
         }
-        Ok(())
+        match self.live.as_mut() {
+            Some(live) => send_played(live, self.ports.played, false, ctx),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
@@ -397,10 +459,14 @@ impl Processor for PlaybackNode {
                 break;
             }
             wait_for_device(ctx, wait);
+            if let Some(live) = self.live.as_mut() {
+                send_played(live, self.ports.played, false, ctx)?;
+            }
         }
         // One more period so the last samples (or the skip of a clear) leave the device.
         wait_for_device(ctx, wait);
-        if let Some(live) = self.live.take() {
+        if let Some(mut live) = self.live.take() {
+            send_played(&mut live, self.ports.played, true, ctx)?;
             drop(live.stream);
         }
         let c = &self.counters;

@@ -25,6 +25,9 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 /// How many gap markers fit between two reads of the capture thread; more are merged.
 const GAP_SLOTS: usize = 256;
 
+/// Frames a playback callback converts at a time (its scratch buffer, made once).
+const PULL_CHUNK_FRAMES: usize = 1024;
+
 /// Counters shared by the callback, the node and whoever reports them. All in samples
 /// (interleaved values) unless named `frames`.
 #[derive(Debug, Default)]
@@ -339,6 +342,8 @@ pub fn playback_ring(
             clear_until,
             popped: 0,
             counters,
+            scratch: vec![0.0; PULL_CHUNK_FRAMES * channels],
+            tap: None,
         },
     )
 }
@@ -407,9 +412,21 @@ pub struct PlaybackDrain {
     /// Samples taken out of the ring so far, played or skipped.
     popped: u64,
     counters: Arc<PlaybackCounters>,
+    /// The samples of the current chunk, as `f32`, before conversion.
+    scratch: Vec<f32>,
+    /// Where every sample handed to the device is copied (silence included).
+    tap: Option<CaptureFeed>,
 }
 
 impl PlaybackDrain {
+    /// Also copies every sample handed to the device (the ring's audio and the silence
+    /// around it, never the audio a clear skipped) into `tap`: a capture ring whose framer
+    /// then gives what the speaker played with its exact positions in the device's stream.
+    pub fn tap(mut self, tap: CaptureFeed) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     /// Fills one callback's interleaved buffer, converting each sample with `convert`;
     /// what the ring cannot provide is silence (`silence`), counted as underrun once
     /// playback has begun and until the stream is finishing. A pending clear is carried
@@ -417,17 +434,26 @@ impl PlaybackDrain {
     pub fn pull<T: Copy>(&mut self, out: &mut [T], silence: T, convert: impl Fn(f32) -> T) {
         self.apply_clear();
         let mut filled = 0;
-        while filled < out.len() {
-            match self.samples.try_pop() {
-                Some(s) => {
-                    out[filled] = convert(s);
-                    filled += 1;
-                }
-                None => break,
+        let mut dry = false;
+        for chunk in out.chunks_mut(self.scratch.len()) {
+            let n = chunk.len();
+            let got = if dry {
+                0
+            } else {
+                self.samples.pop_slice(&mut self.scratch[..n])
+            };
+            dry = got < n;
+            for (o, &s) in chunk.iter_mut().zip(&self.scratch[..got]) {
+                *o = convert(s);
+            }
+            chunk[got..].fill(silence);
+            filled += got;
+            if let Some(tap) = self.tap.as_mut() {
+                self.scratch[got..n].fill(0.0);
+                tap.push(&self.scratch[..n], |s| s);
             }
         }
         self.popped += filled as u64;
-        out[filled..].fill(silence);
         let frames = (out.len() / self.channels) as u64;
         let played = (filled / self.channels) as u64;
         self.counters.callbacks.fetch_add(1, Relaxed);
@@ -554,5 +580,21 @@ mod tests {
         );
         assert_eq!(c.flushes.load(Relaxed), 1, "nothing left to skip");
         assert_eq!(feed.queued(), 0);
+    }
+
+    #[test]
+    fn the_tap_holds_what_was_played_and_silence_after_a_clear() {
+        let c = Arc::new(PlaybackCounters::default());
+        let (mut feed, drain) = playback_ring(16, 1, c);
+        let (tap, mut played) = capture_ring(64, 1, Arc::default());
+        let mut drain = drain.tap(tap);
+        let mut out = [9.0f32; 4];
+        feed.push(&[0.5; 6]);
+        drain.pull(&mut out, 0.0, |s| s);
+        feed.clear(); // the last two queued samples are never played
+        drain.pull(&mut out, 0.0, |s| s);
+        let b = played.next_block(8, false).expect("two callbacks of 4");
+        assert_eq!(b.start_sample, 0);
+        assert_eq!(b.samples, [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0]);
     }
 }

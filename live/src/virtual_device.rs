@@ -4,7 +4,8 @@
 //! callback per block, paced at real time (or as fast as possible) like a sound card's
 //! interrupt. It records when each callback started and how long it took, so a test can show
 //! that a slow consumer never stalled the callback. [`VirtualSpeaker`] calls an output
-//! callback at real time and records what it was given. [`VirtualHost`] lists both, for
+//! callback at real time and records what it was given. A [`Room`] feeds what the speaker
+//! played back into a microphone (delayed, attenuated, filtered): the echo a kiosk hears. [`VirtualHost`] lists both, for
 //! [`crate::devices_report_for`].
 //!
 //! These threads stand in for hardware: they may allocate and lock; the code under test (the
@@ -25,6 +26,10 @@ use cpal::{
     SampleFormat, StreamConfig, StreamInstant, SupportedBufferSize, SupportedStreamConfig,
     SupportedStreamConfigRange,
 };
+
+mod room;
+
+pub use room::Room;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,6 +59,7 @@ struct MicState {
     log: Mutex<Vec<CallbackRecord>>,
     started: Mutex<Option<Instant>>,
     holds: Mutex<Holds>,
+    room: Option<Room>,
 }
 
 /// Where the microphone waits (playing silence) until released, and how long it waited.
@@ -86,6 +92,7 @@ impl VirtualMic {
             log: Mutex::new(Vec::new()),
             started: Mutex::new(None),
             holds: Mutex::default(),
+            room: None,
         }))
     }
 
@@ -101,6 +108,7 @@ impl VirtualMic {
             log: Mutex::new(Vec::new()),
             started: Mutex::new(None),
             holds: Mutex::default(),
+            room: shared.room.clone(),
         });
         f(&mut state);
         VirtualMic(Arc::new(state))
@@ -146,6 +154,13 @@ impl VirtualMic {
             .map(|&(_, n)| n)
             .sum();
         frame as u64 + waited
+    }
+
+    /// Puts the microphone in `room` with its speaker: what the speaker plays comes back into
+    /// the microphone through the room's echo path, mixed with the microphone's samples (and
+    /// during its holds). The speaker must play at the microphone's rate; mono.
+    pub fn in_room(self, room: Room) -> Self {
+        self.edit(|s| s.room = Some(room))
     }
 
     /// Renames the device.
@@ -235,6 +250,9 @@ impl VirtualMic {
                 block.fill(0.0);
             } else {
                 block.copy_from_slice(&s.samples[pos * ch..(pos + n) * ch]);
+            }
+            if let Some(room) = &s.room {
+                room.add_echo(block, ch, device_pos as u64, start);
             }
             let at = Instant::now();
             let stamp = stream_instant(at - controls.start);
@@ -520,6 +538,16 @@ impl VirtualSpeaker {
     /// Everything played so far (interleaved), silence included.
     pub fn recorded(&self) -> Vec<f32> {
         lock(&self.0.recorded).clone()
+    }
+
+    /// Calls `f` with everything played so far, without copying it.
+    pub fn with_recorded<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        f(&lock(&self.0.recorded))
+    }
+
+    /// The speaker's sample rate.
+    pub fn rate(&self) -> u32 {
+        self.0.rate
     }
 
     /// When the stream started: recorded frame `n` was played at `started + n / rate` (its

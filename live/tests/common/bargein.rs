@@ -6,14 +6,19 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_engine::{channel_sink, Graph, Loader, Packet, Role, RunReport};
+use crossbeam_channel::Sender;
+use weir_engine::{
+    channel_sink, channel_source, Graph, Loader, Packet, Role, RunReport, Timestamp,
+};
+use weir_live::aec::{self, AecCounters};
 use weir_live::ring::PlaybackCounters;
-use weir_live::virtual_device::{VirtualMic, VirtualSpeaker};
+use weir_live::virtual_device::{Room, VirtualMic, VirtualSpeaker};
 use weir_live::{capture, playback};
-use weir_media::Token;
+use weir_media::{AudioFrame, Token};
 use weir_nodes::audio::resample::{Method, StreamResampler};
 
 /// The devices' rate (the graph's microphone and speaker run at 48 kHz).
@@ -110,20 +115,111 @@ pub struct Session {
     pub tokens: Vec<Packet>,
     /// The run's statistics.
     pub report: RunReport,
+    /// The echo canceller's counters, if the run had one.
+    pub aec: Option<Arc<AecCounters>>,
+}
+
+/// The speaker heard by the microphone through a [`Room`], and whether `audio.aec` cleans
+/// the microphone before the VAD.
+#[derive(Clone, Copy, Debug)]
+pub struct Echo {
+    /// Echo path delay, ms.
+    pub delay_ms: f64,
+    /// Direct sound's gain.
+    pub gain: f32,
+    /// Put `audio.aec` (at 16 kHz) between the microphone's resampler and the VAD.
+    pub aec: bool,
+}
+
+/// The nodes added for `Echo::aec`: the reference (what the virtual speaker played, stamped
+/// on the microphone's clock by [`feed_reference`]) and the canceller, at the devices' 48 kHz
+/// straight on the capture's frames, whose positions are the device's sample clock (the
+/// resampler renumbers its output from zero, which would lose the clock after an overrun).
+const AEC_NODES: &str = r#"
+  played:
+    node: test.played
+  aec:
+    node: test.aec
+    in: { audio: mic.audio, reference: played.out }
+    merge_wait_ms: 0
+    queue: { size: 64, overflow: drop_oldest }
+"#;
+
+/// Sends what `speaker` played, in 10 ms frames, positioned on `mic`'s sample clock (the
+/// speaker's frame `s` sounds at the microphone's frame `s + (speaker start - mic start)`),
+/// until `stop`. Stands in for `audio.playback`'s `played` output, which the live graph
+/// cannot feed back into the microphone's path (the engine rejects cycles).
+fn feed_reference(
+    mic: VirtualMic,
+    speaker: VirtualSpeaker,
+    tx: Sender<Packet>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let block = RATE as usize / 100;
+        let mut sent = 0usize;
+        while !stop.load(Relaxed) {
+            let (Some(m), Some(k)) = (mic.started(), speaker.started()) else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let offset = if k >= m {
+                ((k - m).as_secs_f64() * f64::from(RATE)).round() as i64
+            } else {
+                -(((m - k).as_secs_f64() * f64::from(RATE)).round() as i64)
+            };
+            let available = speaker.with_recorded(|r| r.len());
+            while sent + block <= available {
+                let samples: Vec<f32> = speaker.with_recorded(|r| r[sent..sent + block].to_vec());
+                let at = sent as i64 + offset;
+                sent += block;
+                let Ok(at) = u64::try_from(at) else { continue };
+                let frame = AudioFrame {
+                    rate: RATE,
+                    channels: 1,
+                    start_sample: at,
+                    samples: Arc::from(samples),
+                };
+                let _ = tx.try_send(Packet::new(Timestamp::from_samples(at, RATE), frame));
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    })
 }
 
 /// Runs the live voice assistant graph with `script` on the microphone until it has all
 /// been heard, then stops it and lets it drain. `set` overrides options (`node.option=value`).
 pub fn run(script: &Script, set: &[String]) -> Session {
+    run_with(script, set, None)
+}
+
+/// [`run`], with the speaker's echo in the microphone (and `audio.aec`) as `echo` says.
+pub fn run_with(script: &Script, set: &[String], echo: Option<Echo>) -> Session {
     let root = root();
     let graph = root.join("graphs/voice_assistant_live.yaml");
-    let yaml = std::fs::read_to_string(&graph)
+    let mut yaml = std::fs::read_to_string(&graph)
         .expect("the live graph")
         .replace("node: audio.capture", "node: test.mic")
         .replace("node: audio.playback", "node: test.speaker")
         .replace("node: text.print", "node: test.tokens");
-    let mic = VirtualMic::new(script.samples.clone(), RATE, 1).hold_at(script.holds.clone());
+    let with_aec = echo.is_some_and(|e| e.aec);
+    if with_aec {
+        let mic_input = "    in: { audio: mic.audio }\n    with: { rate: 16000 }";
+        assert!(
+            yaml.contains(mic_input),
+            "the live graph resamples the microphone"
+        );
+        yaml = yaml.replace(
+            mic_input,
+            "    in: { audio: aec.audio }\n    with: { rate: 16000 }",
+        );
+        yaml.push_str(AEC_NODES);
+    }
     let speaker = VirtualSpeaker::new(RATE, 1);
+    let mut mic = VirtualMic::new(script.samples.clone(), RATE, 1).hold_at(script.holds.clone());
+    if let Some(e) = echo {
+        mic = mic.in_room(Room::new(&speaker, e.delay_ms, e.gain));
+    }
     let mut registry = weir_nodes::registry().expect("built-in kinds");
     weir_ml::register(&mut registry).expect("ml kinds");
     let (mic_kind, _) = capture::kind_with_device("test.mic", mic.device());
@@ -136,6 +232,14 @@ pub fn run(script: &Script, set: &[String]) -> Session {
         .expect("new kind");
     let (sink, tokens) = channel_sink("test.tokens", <Token as weir_engine::Payload>::PORT, 65_536);
     registry.register(sink).expect("new kind");
+    let (aec_kind, aec_counters) = aec::kind_with_counters("test.aec");
+    registry.register(aec_kind).expect("new kind");
+    let (played_kind, played_tx) = channel_source(
+        "test.played",
+        <AudioFrame as weir_engine::Payload>::PORT,
+        1024,
+    );
+    registry.register(played_kind).expect("new kind");
     // The graph names its models relative to the repository.
     std::env::set_current_dir(&root).expect("cd to the repository");
     let overrides = set
@@ -152,6 +256,16 @@ pub fn run(script: &Script, set: &[String]) -> Session {
         .start()
         .expect("graph starts");
     drop(registry);
+    let stop_reference = Arc::new(AtomicBool::new(false));
+    let reference = with_aec.then(|| {
+        feed_reference(
+            mic.clone(),
+            speaker.clone(),
+            played_tx.clone(),
+            stop_reference.clone(),
+        )
+    });
+    drop(played_tx);
     let mut heard = 0;
     for _ in &script.holds {
         let until = Instant::now() + Duration::from_secs(120);
@@ -175,6 +289,10 @@ pub fn run(script: &Script, set: &[String]) -> Session {
         mic.wait_finished(Duration::from_secs_f64(seconds * 2.0 + 60.0)),
         "the virtual microphone did not finish"
     );
+    stop_reference.store(true, Relaxed);
+    if let Some(t) = reference {
+        t.join().expect("reference thread");
+    }
     running.stop_handle().stop();
     let report = running.wait().expect("graph runs");
     Session {
@@ -183,6 +301,7 @@ pub fn run(script: &Script, set: &[String]) -> Session {
         counters,
         tokens: tokens.try_iter().collect(),
         report,
+        aec: with_aec.then_some(aec_counters),
     }
 }
 
