@@ -229,7 +229,7 @@ impl Publish {
         };
         if open.matched.load(Ordering::Acquire) {
             if let Some(dropped) = self.down.take() {
-                tracing::info!(key = %self.config.link.key, dropped, "a subscriber is back; publishing again");
+                tracing::warn!(key = %self.config.link.key, dropped, "a subscriber is back: publishing again");
             }
             return true;
         }
@@ -244,7 +244,7 @@ impl Publish {
                 0
             };
             if wait > 0 && Self::wait_matching(open, Duration::from_millis(wait)) {
-                tracing::info!(key = %self.config.link.key, "the subscriber is back; nothing dropped");
+                tracing::warn!(key = %self.config.link.key, "a subscriber is back: publishing again, nothing dropped");
                 return true;
             }
             tracing::warn!(key = %self.config.link.key, "dropping packets until a subscriber is back (counted as lost)");
