@@ -57,6 +57,9 @@ const PRIORITIES: &[&str] = &[
     "background",
 ];
 
+/// How long `open` waits for a reachable subscriber's announcement of what it reads.
+const ANNOUNCEMENT: Duration = Duration::from_millis(500);
+
 /// How long `close` waits for the subscriber to take the end of the stream.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -341,6 +344,17 @@ impl Processor for Publish {
                  the subscribing graph first, check the endpoints, or set wait_subscriber_ms: 0",
                 self.config.link.key, self.config.link.connect, self.config.link.listen
             )));
+        }
+        // A Weir subscriber announces what it reads along with its subscription; give the
+        // announcement a moment to arrive so the first packet is checked too.
+        if open.matched.load(Ordering::Acquire) {
+            if let Some(e) = open
+                .watch
+                .as_ref()
+                .and_then(|w| w.arrivals.recv_timeout(ANNOUNCEMENT).ok())
+            {
+                self.expected.push(e);
+            }
         }
         self.link = Some(open);
         Ok(())
