@@ -292,6 +292,37 @@ fn encoded_size() -> usize {
     out.len()
 }
 
+/// Nanoseconds to encode (header and payload, into a reused buffer) and to decode one frame,
+/// medians over `n` of each.
+fn codec_cost(n: usize) -> (f64, f64) {
+    let codecs = weir_net::Codecs::media();
+    let codec = codecs.get("audio").unwrap();
+    let packet = {
+        let f = frame(0);
+        Packet::new(f.timestamp(), f)
+    };
+    let mut buffer = Vec::new();
+    let (mut enc, mut dec) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let t = Instant::now();
+        let header = weir_net::wire::Header {
+            kind: weir_net::wire::Kind::Data,
+            port: "audio".into(),
+            seq: i as u64,
+            timestamp: packet.timestamp,
+        };
+        weir_net::wire::write_header(&header, &mut buffer).unwrap();
+        codec.encode(&packet, &mut buffer).unwrap();
+        enc.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        let (header, payload) = weir_net::wire::read_header(&buffer).unwrap();
+        let back = codec.decode(payload, header.timestamp).unwrap();
+        dec.push(t.elapsed().as_nanos() as f64);
+        std::hint::black_box(back);
+    }
+    (median(enc), median(dec))
+}
+
 fn main() {
     if let Some((_, port)) = parse_args().unwrap() {
         raw_echo(port);
@@ -304,6 +335,8 @@ fn main() {
         "audio frame of {FRAME} samples: {size} bytes on the wire; load average {}",
         load.trim()
     );
+    let (enc, dec) = codec_cost(10_000);
+    println!("codec per frame (median of 10000): encode {enc:.0} ns, decode {dec:.0} ns");
     let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
         ("raw Zenoh, 2 processes", vec![], vec![]),
         ("Weir net, 2 processes", vec![], vec![]),
