@@ -16,6 +16,45 @@ use crate::wire::VERSION;
 /// The first chunk of every expectation token.
 const PREFIX: &str = "weir_expects";
 
+/// The first chunk of every publisher's token.
+const PUBLISHER: &str = "weir_publishes";
+
+/// Declares that a publisher of `key` is alive (`weir_publishes/{key}`), so subscribers can
+/// tell when it goes away.
+pub(crate) fn announce_publisher(session: &Shared, key: &str) -> Result<LivelinessToken, String> {
+    let token = format!("{PUBLISHER}/{key}");
+    session
+        .session()
+        .liveliness()
+        .declare_token(token.clone())
+        .wait()
+        .map_err(|e| format!("cannot declare `{token}`: {e}"))
+}
+
+/// Logs the publishers of `key` going away (their process ended or the link went down)
+/// and coming back, as seen from a subscriber.
+pub(crate) fn watch_publishers(session: &Shared, key: &str) -> Result<Subscriber<()>, String> {
+    let own = key.to_string();
+    let mut seen = false;
+    session
+        .session()
+        .liveliness()
+        .declare_subscriber(format!("{PUBLISHER}/{key}"))
+        .history(true)
+        .callback_mut(move |sample| match sample.kind() {
+            SampleKind::Delete => tracing::warn!(
+                key = %own,
+                "the publisher is gone (its process ended or the link is down); waiting for it"
+            ),
+            SampleKind::Put if seen => {
+                tracing::warn!(key = %own, "a publisher is back: receiving again")
+            }
+            SampleKind::Put => seen = true,
+        })
+        .wait()
+        .map_err(|e| format!("cannot watch the publishers of `{key}`: {e}"))
+}
+
 /// Declares what a subscriber of `key` reads (port types `ports`, this encoding version).
 pub(crate) fn declare(
     session: &Shared,

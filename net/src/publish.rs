@@ -139,6 +139,8 @@ struct Open {
     _listener: MatchingListener<()>,
     /// The subscribers' expectations.
     watch: Option<Watch>,
+    /// Tells subscribers this publisher is alive.
+    _alive: Option<zenoh::liveliness::LivelinessToken>,
 }
 
 /// Sends each packet with a header (port type, sequence number, timestamp).
@@ -329,6 +331,9 @@ impl Processor for Publish {
         if now.matching() {
             matched.store(true, Ordering::Release);
         }
+        let alive = crate::expect::announce_publisher(&session, &self.config.link.key)
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
         let open = Open {
             session,
             publisher,
@@ -336,6 +341,7 @@ impl Processor for Publish {
             matched,
             _listener: listener,
             watch,
+            _alive: alive,
         };
         let wait = self.config.wait_subscriber_ms;
         if wait > 0 && !Self::wait_matching(&open, Duration::from_millis(wait)) {
@@ -412,8 +418,10 @@ impl Processor for Publish {
                 publisher,
                 _listener,
                 watch,
+                _alive,
                 ..
             } = open;
+            drop(_alive);
             drop(watch);
             drop(_listener);
             let _ = publisher.undeclare().wait();

@@ -15,7 +15,8 @@
 //! counter (`--stats`, `--metrics`), and so are messages still queued when the node stops.
 //! The publisher's end of stream ends this source. The node declares what it expects as a
 //! Zenoh liveliness token ([`crate::expect`]), so a publisher of another type or encoding
-//! version fails too, not only this side.
+//! version fails too, not only this side. A publisher that goes away (its process ended, the
+//! link went down) and comes back is logged.
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
@@ -70,6 +71,7 @@ struct Open {
     session: Shared,
     subscriber: Subscriber<()>,
     _token: Option<LivelinessToken>,
+    _publishers: Option<Subscriber<()>>,
     messages: Receiver<ZBytes>,
 }
 
@@ -135,10 +137,14 @@ impl<L: Lanes> Source for Subscribe<L> {
         let token = crate::expect::declare(&session, &self.config.link.key, &self.lanes.ports())
             .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
             .ok();
+        let publishers = crate::expect::watch_publishers(&session, &self.config.link.key)
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
         self.link = Some(Open {
             session,
             subscriber,
             _token: token,
+            _publishers: publishers,
             messages,
         });
         Ok(())
@@ -167,9 +173,12 @@ impl<L: Lanes> Source for Subscribe<L> {
             session,
             subscriber,
             _token,
+            _publishers,
             messages,
         }) = self.link.take()
         {
+            // Stop watching the publisher first: it leaves when this subscription does.
+            drop(_publishers);
             let _ = subscriber.undeclare().wait();
             // What arrived but was never sent on (the graph stopped first) is lost too.
             let unread = messages
