@@ -180,6 +180,8 @@ impl Restart {
         let one = receiver("first receiver", &addr, &first);
         let path = format!("input.path={}", input.display());
         let policy = format!("uplink.overflow={overflow}");
+        // Blocking waits for the new receiver far longer than it takes to start, even here.
+        let wait = "uplink.link_wait_ms=120000";
         let sender = Spawned::weir(
             "sender",
             &[
@@ -192,6 +194,8 @@ impl Restart {
                 "input.realtime=true",
                 "--set",
                 &policy,
+                "--set",
+                wait,
             ],
             &[("WEIR_PEER", addr.clone())],
         );
@@ -259,8 +263,8 @@ fn a_restarted_subscriber_is_found_again_and_every_missed_packet_is_counted() {
     let drop = Restart::run("net_restart_drop", "drop");
     drop.assert_accounted();
     assert!(drop.dropped > 0, "packets went out while no one listened");
-    // Blocking, the sender waits for the new receiver (link_wait_ms, 5 s by default) and
-    // drops nothing.
+    // Blocking, the sender waits for the new receiver (up to link_wait_ms) and drops
+    // nothing.
     let block = Restart::run("net_restart_block", "block");
     block.assert_accounted();
     assert_eq!(block.dropped, 0, "{}", block.log);
