@@ -59,7 +59,8 @@ fn errors_are_listed_in_file_order() {
 
 #[test]
 fn every_ready_graph_validates() {
-    let dirs = ["graphs", "graphs/net"].map(|d| std::fs::read_dir(root().join(d)).unwrap());
+    let dirs = ["graphs", "graphs/net", "graphs/split"]
+        .map(|d| std::fs::read_dir(root().join(d)).unwrap());
     for entry in dirs.into_iter().flatten() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "yaml") {

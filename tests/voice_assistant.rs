@@ -190,32 +190,6 @@ fn live_graph_replays_a_file_in_place_of_the_microphone() {
     );
 }
 
-/// A question, then after a pause longer than the draft silence (200 ms) but shorter than
-/// the turn's end (500 ms), more speech: "What is the capital of France? ... seven of
-/// clubs". Returns the path of the 16 kHz WAV.
-fn continued_utterance(dir: &std::path::Path) -> std::path::PathBuf {
-    let (_, question) = common::read_wav(&data("synth/question_16k.wav"));
-    let (_, more) = common::read_wav(&data("pocketsphinx/cards/003.wav"));
-    // The question's speech ends at 1.78 s; 70 ms of its silence + 250 ms + the 100 ms
-    // before the second clip's speech make a pause of about 420 ms.
-    let mut samples: Vec<f32> = question[..29_600].to_vec();
-    samples.extend(std::iter::repeat_n(0.0, 4_000));
-    samples.extend_from_slice(&more);
-    let path = dir.join("continued.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for s in samples {
-        w.write_sample((s * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-    path
-}
-
 /// The `intr` column of `node` in a `--stats` table.
 fn interrupts_of(stats: &str, node: &str) -> u64 {
     stats
@@ -238,7 +212,7 @@ fn texts(log: &[serde_json::Value]) -> Vec<String> {
 fn a_continued_utterance_withdraws_the_speculative_transcript_and_answer() {
     require_models();
     let out = common::scratch("voice_assistant_continued");
-    let input = continued_utterance(&out);
+    let input = common::continued_utterance(&out);
     let mic = format!("mic.path={}", input.display());
     let speculative = weir(
         &[

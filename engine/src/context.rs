@@ -181,9 +181,10 @@ impl Context {
         Ok(())
     }
 
-    /// Counts `n` packets lost before they reached this node, outside the graph (a source
-    /// that sees a gap in a network link's sequence numbers); `--stats` shows them in the
-    /// `lost` table and `--metrics` as `weir_node_lost_total`.
+    /// Counts `n` packets lost outside the graph: before they reached this node (a source
+    /// that sees a gap in a network link's sequence numbers) or after it (a publisher whose
+    /// subscriber is gone); `--stats` shows them in the `lost` table and `--metrics` as
+    /// `weir_node_lost_total`.
     pub fn count_lost(&self, n: u64) {
         self.stats.lost.fetch_add(n, Relaxed);
     }

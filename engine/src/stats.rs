@@ -110,8 +110,9 @@ pub struct NodeStats {
     pub errors: AtomicU64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: AtomicU64,
-    /// Packets the node knows were lost before they reached it, outside the graph (a gap in
-    /// the sequence numbers of a network link); see [`crate::Context::count_lost`].
+    /// Packets the node knows were lost outside the graph: before they reached it (a gap in
+    /// the sequence numbers of a network link) or after it sent them on (a publisher whose
+    /// subscriber is gone); see [`crate::Context::count_lost`].
     pub lost: AtomicU64,
     /// Interrupts that cut output in progress, as the node reported from its `flush`
     /// ([`crate::Context::count_cut`]): for a speaker, a barge-in that silenced an answer.
@@ -160,7 +161,8 @@ pub struct NodeReport {
     pub errors: u64,
     /// Times the node was rebuilt after a failure (`on_error: restart`).
     pub restarts: u64,
-    /// Packets lost outside the graph before they reached the node (a network link).
+    /// Packets lost outside the graph, before the node (a gap on a network link) or after it
+    /// (a publisher with no subscriber).
     pub lost: u64,
     /// Interrupts that cut output in progress (the node said so in its `flush`).
     pub cuts: u64,
@@ -343,7 +345,7 @@ const NODE_METRICS: &[Metric<NodeReport>] = &[
     (
         "weir_node_lost_total",
         "counter",
-        "Packets lost outside the graph before they reached the node.",
+        "Packets lost outside the graph, on a network link before or after the node.",
         |n| n.lost as f64,
     ),
     (

@@ -12,6 +12,12 @@
 //! cargo build --release --bin weir -p weir-net --example link_bench
 //! target/release/examples/link_bench --weir target/release/weir --rounds 5
 //! ```
+//!
+//! Raw Zenoh publishes with `CongestionControl::Block`, like Weir's `overflow: block`
+//! (Zenoh's default for `put` drops when its queue is full, which loses echoes of a burst).
+//!
+//! `--weir self` runs the far end's graph in this program instead of the launcher (the same
+//! net nodes and engine, without the launcher's logging and signal handling).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,7 @@ use weir_engine::{
     channel_sink, channel_source, Graph, Loader, Packet, Payload, Registry, Timestamp,
 };
 use weir_media::AudioFrame;
+use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
 const FRAME: usize = 320;
@@ -40,14 +47,35 @@ struct Args {
 
 fn parse_args() -> Result<Option<(String, u16)>, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    if a.first().map(String::as_str) == Some("raw-echo") {
+    if let Some(mode @ ("raw-echo" | "weir-echo")) = a.first().map(String::as_str) {
         let port = a
             .get(1)
             .and_then(|p| p.parse().ok())
-            .ok_or("raw-echo PORT")?;
-        return Ok(Some(("raw-echo".into(), port)));
+            .ok_or(format!("{mode} PORT"))?;
+        return Ok(Some((mode.into(), port)));
     }
     Ok(None)
+}
+
+/// The Weir far end without the launcher: `bench/net_echo.yaml` run by this program (only
+/// the net kinds registered), for `--weir self`.
+fn weir_echo(port: u16, express: bool) {
+    let mut registry = Registry::new();
+    weir_net::register(&mut registry).unwrap();
+    let yaml = std::fs::read_to_string("bench/net_echo.yaml")
+        .unwrap()
+        .replace(
+            "${WEIR_LISTEN:-127.0.0.1:7447}",
+            &format!("127.0.0.1:{port}"),
+        )
+        .replace(
+            "with: { key: bench/pong,",
+            &format!("with: {{ key: bench/pong, express: {express},"),
+        );
+    let plan = Loader::new(&registry)
+        .load_str(Path::new("bench/net_echo.yaml"), &yaml)
+        .unwrap();
+    Graph::build(plan, &registry).unwrap().run().unwrap();
 }
 
 fn args() -> Args {
@@ -101,7 +129,11 @@ fn peer(connect: Option<u16>, listen: Option<u16>) -> zenoh::Config {
 /// The raw Zenoh far end: echoes bench/raw/ping to bench/raw/pong until an empty message.
 fn raw_echo(port: u16) {
     let session = zenoh::open(peer(None, Some(port))).wait().unwrap();
-    let publisher = session.declare_publisher("bench/raw/pong").wait().unwrap();
+    let publisher = session
+        .declare_publisher("bench/raw/pong")
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .unwrap();
     let (tx, rx) = crossbeam_channel::unbounded::<zenoh::bytes::ZBytes>();
     let _sub = session
         .declare_subscriber("bench/raw/ping")
@@ -170,14 +202,23 @@ where
 
 fn weir_round(args: &Args) -> (Vec<Duration>, Duration) {
     let port = free_port();
-    let echo: Child = Command::new(&args.weir)
-        .args(["run", "bench/net_echo.yaml", "--set"])
-        .arg(format!("pong.express={}", args.express))
-        .env("WEIR_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the weir echo (build it: cargo build --release --bin weir)");
+    let echo: Child = if args.weir == Path::new("self") {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["weir-echo", &port.to_string()])
+            .env("WEIR_EXPRESS", args.express.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start this program as the weir echo")
+    } else {
+        Command::new(&args.weir)
+            .args(["run", "bench/net_echo.yaml", "--set"])
+            .arg(format!("pong.express={}", args.express))
+            .env("WEIR_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the weir echo (build it: cargo build --release --bin weir)")
+    };
     let yaml = format!(
         "nodes:\n  in: {{ node: bench.in }}\n  ping: {{ node: net.publish, in: {{ in: in.out }}, with: {{ key: bench/ping, express: {}, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  pong: {{ node: net.subscribe_audio, with: {{ key: bench/pong, connect: \"tcp/127.0.0.1:{port}\" }} }}\n  out: {{ node: bench.out, in: {{ in: pong.out }} }}\n",
         args.express
@@ -196,7 +237,11 @@ fn raw_round(args: &Args, size: usize) -> (Vec<Duration>, Duration) {
         .spawn()
         .unwrap();
     let session = zenoh::open(peer(Some(port), None)).wait().unwrap();
-    let publisher = session.declare_publisher("bench/raw/ping").wait().unwrap();
+    let publisher = session
+        .declare_publisher("bench/raw/ping")
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .unwrap();
     let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(64);
     let _sub = session
         .declare_subscriber("bench/raw/pong")
@@ -292,9 +337,47 @@ fn encoded_size() -> usize {
     out.len()
 }
 
+/// Nanoseconds to encode (header and payload, into a reused buffer) and to decode one frame,
+/// medians over `n` of each.
+fn codec_cost(n: usize) -> (f64, f64) {
+    let codecs = weir_net::Codecs::media();
+    let codec = codecs.get("audio").unwrap();
+    let packet = {
+        let f = frame(0);
+        Packet::new(f.timestamp(), f)
+    };
+    let mut buffer = Vec::new();
+    let (mut enc, mut dec) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let t = Instant::now();
+        let header = weir_net::wire::Header {
+            kind: weir_net::wire::Kind::Data,
+            port: "audio".into(),
+            seq: i as u64,
+            timestamp: packet.timestamp,
+        };
+        weir_net::wire::write_header(&header, &mut buffer).unwrap();
+        codec.encode(&packet, &mut buffer).unwrap();
+        enc.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        let (header, payload) = weir_net::wire::read_header(&buffer).unwrap();
+        let back = codec.decode(payload, header.timestamp).unwrap();
+        dec.push(t.elapsed().as_nanos() as f64);
+        std::hint::black_box(back);
+    }
+    (median(enc), median(dec))
+}
+
 fn main() {
-    if let Some((_, port)) = parse_args().unwrap() {
-        raw_echo(port);
+    if let Some((mode, port)) = parse_args().unwrap() {
+        if mode == "raw-echo" {
+            raw_echo(port);
+        } else {
+            weir_echo(
+                port,
+                std::env::var("WEIR_EXPRESS").is_ok_and(|v| v == "true"),
+            );
+        }
         return;
     }
     let args = args();
@@ -304,6 +387,8 @@ fn main() {
         "audio frame of {FRAME} samples: {size} bytes on the wire; load average {}",
         load.trim()
     );
+    let (enc, dec) = codec_cost(10_000);
+    println!("codec per frame (median of 10000): encode {enc:.0} ns, decode {dec:.0} ns");
     let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
         ("raw Zenoh, 2 processes", vec![], vec![]),
         ("Weir net, 2 processes", vec![], vec![]),

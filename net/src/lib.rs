@@ -22,6 +22,8 @@
 //! interrupt always reaches it.
 
 pub mod codec;
+mod expect;
+mod lanes;
 mod link;
 mod publish;
 mod subscribe;
@@ -48,30 +50,35 @@ pub fn subscribe_kind<T: Payload + Serialize + DeserializeOwned>(
     name: &'static str,
     doc: &'static str,
 ) -> NodeKind {
-    subscribe::kind::<T>(name, doc)
+    subscribe::kind(name, doc, lanes::Single::<T>::ports)
 }
 
 /// Registers `net.publish` (for the `weir-media` payloads) and one subscriber kind per
 /// `weir-media` payload type.
 pub fn register(registry: &mut Registry) -> Result<(), DuplicateKind> {
     registry.register(publish::kind(Arc::new(Codecs::media())))?;
-    registry.register(subscribe::kind::<AudioFrame>(
+    registry.register(subscribe::kind(
+        "net.subscribe",
+        "Packets of several types published on one Zenoh key, each type on its own output, in the order sent.",
+        lanes::Mixed::ports,
+    ))?;
+    registry.register(subscribe_kind::<AudioFrame>(
         "net.subscribe_audio",
         "Audio frames published on a Zenoh key (see net.publish).",
     ))?;
-    registry.register(subscribe::kind::<SpeechSegment>(
+    registry.register(subscribe_kind::<SpeechSegment>(
         "net.subscribe_segment",
         "Speech segments published on a Zenoh key (see net.publish).",
     ))?;
-    registry.register(subscribe::kind::<Text>(
+    registry.register(subscribe_kind::<Text>(
         "net.subscribe_text",
         "Text published on a Zenoh key (see net.publish).",
     ))?;
-    registry.register(subscribe::kind::<Token>(
+    registry.register(subscribe_kind::<Token>(
         "net.subscribe_token",
         "Tokens published on a Zenoh key (see net.publish).",
     ))?;
-    registry.register(subscribe::kind::<Event>(
+    registry.register(subscribe_kind::<Event>(
         "net.subscribe_event",
         "Events published on a Zenoh key (see net.publish).",
     ))

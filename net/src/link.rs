@@ -122,6 +122,13 @@ impl Link {
         config
             .insert_json5("connect/endpoints", &json(&endpoints(&self.connect)))
             .map_err(|e| bad(&format!("connect `{}`", self.connect), e))?;
+        // Lost links are retried with back-off: 250 ms, doubling, at most 4 s apart.
+        config
+            .insert_json5(
+                "connect/retry",
+                "{ period_init_ms: 250, period_max_ms: 4000, period_increase_factor: 2 }",
+            )
+            .map_err(|e| bad("connect/retry", e))?;
         config
             .insert_json5("listen/endpoints", &json(&endpoints(&self.listen)))
             .map_err(|e| bad(&format!("listen `{}`", self.listen), e))?;

@@ -9,23 +9,37 @@
 //!
 //! Opening waits (at most `wait_subscriber_ms`) until a subscriber of the key is reachable,
 //! so the start of the stream is not published to nobody. The end of the input is sent as
-//! an end-of-stream message, which ends the subscriber's graph too.
+//! an end-of-stream message, which ends the subscriber's graph too. Up to four inputs
+//! (`in`, `in2`..`in4`, merged in timestamp order) share one key and keep their order across
+//! the link (`net.subscribe` sends each type on its own output).
+//!
+//! When the subscriber goes away (its process ended, the link went down), the node logs it
+//! and the graph keeps running; Zenoh reconnects with back-off (250 ms doubling to 4 s) to
+//! the `connect` endpoints. Meanwhile, with `overflow: drop` every packet is dropped at once;
+//! with `overflow: block` the node first waits up to `link_wait_ms` for the subscriber to
+//! come back (back-pressure upstream, nothing lost if it does), then drops until it is back.
+//! Dropped packets are counted in the node's `lost` column (`--stats`). A subscriber that
+//! declares another port type or encoding version ([`crate::expect`]) fails this node with
+//! the reason (its first packet is still sent, so the subscriber reports it too).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use weir_engine::{
-    AnyInput, Config, Context, Incoming, NodeError, NodeKind, OptionSpec, OptionType, Ports,
-    Processor,
+    AnyInput, Config, Context, Incoming, NodeError, NodeKind, OptionSpec, OptionType, Packet,
+    Ports, Processor,
 };
+use zenoh::bytes::ZBytes;
 use zenoh::matching::MatchingListener;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::Wait;
 
 use crate::codec::Codecs;
+use crate::expect::{Expectation, Watch};
 use crate::link::{Link, Shared};
 use crate::wire::{write_header, Header, Kind};
 
@@ -43,6 +57,9 @@ const PRIORITIES: &[&str] = &[
     "background",
 ];
 
+/// How long `open` waits for a reachable subscriber's announcement of what it reads.
+const ANNOUNCEMENT: Duration = Duration::from_millis(500);
+
 /// How long `close` waits for the subscriber to take the end of the stream.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -55,6 +72,7 @@ pub(crate) struct PublishConfig {
     priority: String,
     express: bool,
     wait_subscriber_ms: u64,
+    link_wait_ms: u64,
 }
 
 impl Config for PublishConfig {
@@ -86,6 +104,13 @@ impl Config for PublishConfig {
                 "at open, wait this long for a subscriber of the key (0: do not wait)",
             )
             .range(0.0, 600_000.0),
+            OptionSpec::with_default(
+                "link_wait_ms",
+                OptionType::Int,
+                5_000,
+                "overflow: block: when the subscriber is gone, wait this long for it before dropping (counted as lost)",
+            )
+            .range(0.0, 600_000.0),
         ]);
         options
     }
@@ -109,24 +134,51 @@ struct Open {
     publisher: Publisher<'static>,
     /// Matching-status changes (true: a subscriber is reachable).
     matching: Receiver<bool>,
+    /// The latest matching status.
+    matched: Arc<AtomicBool>,
     _listener: MatchingListener<()>,
+    /// The subscribers' expectations.
+    watch: Option<Watch>,
+    /// Tells subscribers this publisher is alive.
+    _alive: Option<zenoh::liveliness::LivelinessToken>,
 }
 
 /// Sends each packet with a header (port type, sequence number, timestamp).
 struct Publish {
-    input: AnyInput,
+    _inputs: Inputs,
     config: PublishConfig,
     codecs: Arc<Codecs>,
     link: Option<Open>,
     seq: u64,
     buffer: Vec<u8>,
+    /// Packets dropped since the subscriber went away (None: it is there).
+    down: Option<u64>,
+    /// The subscribers' expectations seen so far.
+    expected: Vec<Expectation>,
+    /// The port type whose packets were checked against `expected`.
+    checked: Option<&'static str>,
 }
 
-fn ports(p: &mut Ports) -> AnyInput {
-    p.any_input(
-        "in",
-        "packets to publish (any type with a network encoding)",
-    )
+/// The inputs: one required, three more on the same key.
+struct Inputs {
+    _in: [AnyInput; 4],
+}
+
+fn ports(p: &mut Ports) -> Inputs {
+    Inputs {
+        _in: [
+            p.any_input(
+                "in",
+                "packets to publish (any type with a network encoding)",
+            ),
+            p.optional_any_input(
+                "in2",
+                "more packets for the same key (merged in timestamp order)",
+            ),
+            p.optional_any_input("in3", "more packets for the same key"),
+            p.optional_any_input("in4", "more packets for the same key"),
+        ],
+    }
 }
 
 impl Publish {
@@ -134,37 +186,79 @@ impl Publish {
         NodeError::new(format!("{what} on key `{}`: {e}", self.config.link.key))
     }
 
-    /// Waits until a subscriber is reachable, at most `wait`.
-    fn wait_for_subscriber(&self, open: &Open, wait: Duration) -> Result<(), NodeError> {
-        let now = open
-            .publisher
-            .matching_status()
-            .wait()
-            .map_err(|e| self.zenoh_error("cannot read the matching status", e))?;
-        if now.matching() {
-            return Ok(());
+    /// Waits until a subscriber is reachable, at most `wait`; false if none came.
+    fn wait_matching(open: &Open, wait: Duration) -> bool {
+        if open.matched.load(Ordering::Acquire) {
+            return true;
         }
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         while let Ok(matching) = open.matching.recv_deadline(deadline) {
             if matching {
-                return Ok(());
+                return true;
             }
         }
-        Err(NodeError::new(format!(
-            "no subscriber of key `{}` within {} ms (connect `{}`, listen `{}`): start the \
-             subscribing graph first, check the endpoints, or set wait_subscriber_ms: 0",
-            self.config.link.key,
-            wait.as_millis(),
-            self.config.link.connect,
-            self.config.link.listen
-        )))
+        open.matched.load(Ordering::Acquire)
     }
 
-    fn put(
-        &mut self,
-        header: &Header,
-        packet: Option<&weir_engine::Packet>,
-    ) -> Result<(), NodeError> {
+    /// Checks a packet type against every subscriber's expectation (again only when new
+    /// expectations arrived or the type changed).
+    fn check(&mut self, port: &'static str) -> Result<(), String> {
+        let mut new = false;
+        if let Some(watch) = self.link.as_ref().and_then(|o| o.watch.as_ref()) {
+            for e in watch.arrivals.try_iter() {
+                if !self.expected.contains(&e) {
+                    self.expected.push(e);
+                    new = true;
+                }
+            }
+        }
+        if !new && self.checked == Some(port) {
+            return Ok(());
+        }
+        self.checked = Some(port);
+        match self
+            .expected
+            .iter()
+            .find_map(|e| e.refuses(port, &self.config.link.key))
+        {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// True if the packet may go out now; false if it is to be dropped (the subscriber is
+    /// gone). Logs the link going down and coming back.
+    fn link_up(&mut self) -> bool {
+        let Some(open) = &self.link else {
+            return false;
+        };
+        if open.matched.load(Ordering::Acquire) {
+            if let Some(dropped) = self.down.take() {
+                tracing::warn!(key = %self.config.link.key, dropped, "a subscriber is back: publishing again");
+            }
+            return true;
+        }
+        if self.down.is_none() {
+            tracing::warn!(
+                key = %self.config.link.key,
+                "no subscriber any more (its process ended or the link is down); Zenoh reconnects with back-off"
+            );
+            let wait = if self.config.overflow == "block" {
+                self.config.link_wait_ms
+            } else {
+                0
+            };
+            if wait > 0 && Self::wait_matching(open, Duration::from_millis(wait)) {
+                tracing::warn!(key = %self.config.link.key, "a subscriber is back: publishing again, nothing dropped");
+                return true;
+            }
+            tracing::warn!(key = %self.config.link.key, "dropping packets until a subscriber is back (counted as lost)");
+            self.down = Some(0);
+        }
+        false
+    }
+
+    fn put(&mut self, header: &Header<'_>, packet: Option<&Packet>) -> Result<(), NodeError> {
         write_header(header, &mut self.buffer)
             .map_err(|e| NodeError::with_source("cannot encode", e))?;
         if let Some(packet) = packet {
@@ -179,7 +273,12 @@ impl Publish {
         let Some(open) = &self.link else {
             return Err(NodeError::new("the link is not open"));
         };
-        let bytes = self.buffer.clone();
+        // Zenoh takes the buffer (no copy); the next packet starts a new one of the same size.
+        let capacity = self.buffer.capacity();
+        let bytes = ZBytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(capacity),
+        ));
         let put = if header.kind == Kind::End {
             // The end of the stream is never dropped, whatever the overflow policy.
             open.session
@@ -211,39 +310,86 @@ impl Processor for Publish {
             .express(self.config.express)
             .wait()
             .map_err(|e| self.zenoh_error("cannot declare a publisher", e))?;
+        let watch = crate::expect::watch(&session, &self.config.link.key)
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
         let (tx, matching) = crossbeam_channel::unbounded();
+        let matched = Arc::new(AtomicBool::new(false));
+        let flag = matched.clone();
         let listener = publisher
             .matching_listener()
             .callback(move |status| {
+                flag.store(status.matching(), Ordering::Release);
                 let _ = tx.send(status.matching());
             })
             .wait()
             .map_err(|e| self.zenoh_error("cannot watch for subscribers", e))?;
+        let now = publisher
+            .matching_status()
+            .wait()
+            .map_err(|e| self.zenoh_error("cannot read the matching status", e))?;
+        if now.matching() {
+            matched.store(true, Ordering::Release);
+        }
+        let alive = crate::expect::announce_publisher(&session, &self.config.link.key)
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
         let open = Open {
             session,
             publisher,
             matching,
+            matched,
             _listener: listener,
+            watch,
+            _alive: alive,
         };
-        if self.config.wait_subscriber_ms > 0 {
-            self.wait_for_subscriber(&open, Duration::from_millis(self.config.wait_subscriber_ms))?;
+        let wait = self.config.wait_subscriber_ms;
+        if wait > 0 && !Self::wait_matching(&open, Duration::from_millis(wait)) {
+            return Err(NodeError::new(format!(
+                "no subscriber of key `{}` within {wait} ms (connect `{}`, listen `{}`): start \
+                 the subscribing graph first, check the endpoints, or set wait_subscriber_ms: 0",
+                self.config.link.key, self.config.link.connect, self.config.link.listen
+            )));
+        }
+        // A Weir subscriber announces what it reads along with its subscription; give the
+        // announcement a moment to arrive so the first packet is checked too.
+        if open.matched.load(Ordering::Acquire) {
+            if let Some(e) = open
+                .watch
+                .as_ref()
+                .and_then(|w| w.arrivals.recv_timeout(ANNOUNCEMENT).ok())
+            {
+                self.expected.push(e);
+            }
         }
         self.link = Some(open);
         Ok(())
     }
 
-    fn process(&mut self, input: Incoming, _ctx: &mut Context) -> Result<(), NodeError> {
-        let Some(packet) = self.input.get(&input) else {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let packet = input.packet;
+        let port = packet.port_type().name();
+        let refused = self.check(port).err();
+        if refused.is_none() && !self.link_up() {
+            ctx.count_lost(1);
+            if let Some(n) = &mut self.down {
+                *n += 1;
+            }
+            self.seq += 1;
             return Ok(());
-        };
+        }
         let header = Header {
             kind: Kind::Data,
-            port: packet.port_type().name().into(),
+            port: port.into(),
             seq: self.seq,
             timestamp: packet.timestamp,
         };
         self.seq += 1;
-        self.put(&header, Some(packet))
+        self.put(&header, Some(&packet))?;
+        match refused {
+            Some(why) => Err(NodeError::new(why)),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
@@ -252,7 +398,7 @@ impl Processor for Publish {
         }
         let header = Header {
             kind: Kind::End,
-            port: String::new(),
+            port: "".into(),
             seq: self.seq,
             timestamp: weir_engine::Timestamp::ZERO,
         };
@@ -260,18 +406,23 @@ impl Processor for Publish {
         if let Some(open) = self.link.take() {
             // The subscriber ends its stream on the end message and leaves; wait for that
             // (bounded) so the message is not cut off by closing the session.
-            let deadline = std::time::Instant::now() + LINGER;
-            while let Ok(matching) = open.matching.recv_deadline(deadline) {
-                if !matching {
-                    break;
+            let deadline = Instant::now() + LINGER;
+            while open.matched.load(Ordering::Acquire) {
+                match open.matching.recv_deadline(deadline) {
+                    Ok(false) | Err(_) => break,
+                    Ok(true) => {}
                 }
             }
             let Open {
                 session,
                 publisher,
                 _listener,
+                watch,
+                _alive,
                 ..
             } = open;
+            drop(_alive);
+            drop(watch);
             drop(_listener);
             let _ = publisher.undeclare().wait();
             drop(session);
@@ -286,14 +437,17 @@ pub(crate) fn kind(codecs: Arc<Codecs>) -> NodeKind {
         "net.publish",
         "Publishes packets to a Zenoh key (peer-to-peer or through a router), with timestamps and a versioned binary encoding.",
         ports,
-        move |config: PublishConfig, input| {
+        move |config: PublishConfig, inputs| {
             Ok(Publish {
-                input,
+                _inputs: inputs,
                 config,
                 codecs: codecs.clone(),
                 link: None,
                 seq: 0,
                 buffer: Vec::new(),
+                down: None,
+                expected: Vec::new(),
+                checked: None,
             })
         },
     )

@@ -1,6 +1,8 @@
 //! `net.subscribe_TYPE`: a source of the packets published on a Zenoh key, one kind per
 //! port type (`net.subscribe_audio`, `net.subscribe_text`, ...), so the graph's port types
-//! are checked before anything runs, and what crosses the link is checked against them.
+//! are checked before anything runs, and what crosses the link is checked against them;
+//! `net.subscribe` has one output per port type, for a key that carries several (a
+//! `net.publish` with several inputs), in the order they were sent.
 //!
 //! ```yaml
 //!   mic:
@@ -10,21 +12,23 @@
 //!
 //! A gap in the publisher's sequence numbers (packets dropped by congestion control, by
 //! this node's `overflow: drop`, or lost with the link) is counted in the node's `lost`
-//! counter (`--stats`, `--metrics`). The publisher's end of stream ends this source.
-
-use std::marker::PhantomData;
+//! counter (`--stats`, `--metrics`), and so are messages still queued when the node stops.
+//! The publisher's end of stream ends this source. The node declares what it expects as a
+//! Zenoh liveliness token ([`crate::expect`]), so a publisher of another type or encoding
+//! version fails too, not only this side. A publisher that goes away (its process ended, the
+//! link went down) and comes back is logged.
 
 use crossbeam_channel::Receiver;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use weir_engine::{
-    Config, Context, External, Flow, NodeError, NodeKind, OptionSpec, OptionType, Output, Payload,
-    Ports, Source,
+    Config, Context, External, Flow, NodeError, NodeKind, OptionSpec, OptionType, Ports, Source,
 };
+use zenoh::bytes::ZBytes;
+use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Subscriber;
 use zenoh::Wait;
 
-use crate::codec::Codec;
+use crate::lanes::Lanes;
 use crate::link::{Link, Shared};
 use crate::wire::{read_header, Kind};
 
@@ -66,21 +70,21 @@ impl Config for SubscribeConfig {
 struct Open {
     session: Shared,
     subscriber: Subscriber<()>,
-    messages: Receiver<Vec<u8>>,
+    _token: Option<LivelinessToken>,
+    _publishers: Option<Subscriber<()>>,
+    messages: Receiver<ZBytes>,
 }
 
-/// Receives packets of payload `T`.
-struct Subscribe<T> {
-    output: Output<T>,
+/// Receives packets and sends them on the outputs of `L`.
+struct Subscribe<L> {
+    lanes: L,
     config: SubscribeConfig,
-    kind: &'static str,
     link: Option<Open>,
     /// The sequence number expected next from the publisher.
     next_seq: Option<u64>,
-    _payload: PhantomData<fn() -> T>,
 }
 
-impl<T: Payload + Serialize + DeserializeOwned> Subscribe<T> {
+impl<L: Lanes> Subscribe<L> {
     fn error(&self, what: impl std::fmt::Display) -> NodeError {
         NodeError::new(format!("key `{}`: {what}", self.config.link.key))
     }
@@ -90,17 +94,6 @@ impl<T: Payload + Serialize + DeserializeOwned> Subscribe<T> {
         let (header, payload) = read_header(message).map_err(|e| self.error(e))?;
         if header.kind == Kind::End {
             return Ok(false);
-        }
-        if header.port != T::PORT.name() {
-            return Err(self.error(format!(
-                "the publisher sends `{}` packets but `{}` outputs `{}`: use net.subscribe_{} \
-                 or publish {} packets on this key",
-                header.port,
-                self.kind,
-                T::PORT,
-                header.port,
-                T::PORT
-            )));
         }
         match self.next_seq {
             Some(next) if header.seq > next => {
@@ -114,15 +107,14 @@ impl<T: Payload + Serialize + DeserializeOwned> Subscribe<T> {
             _ => {}
         }
         self.next_seq = Some(header.seq + 1);
-        let packet = Codec::of::<T>()
-            .decode(payload, header.timestamp)
+        self.lanes
+            .emit(&header.port, payload, header.timestamp, ctx)
             .map_err(|e| self.error(e))?;
-        ctx.forward(self.output, packet)?;
         Ok(true)
     }
 }
 
-impl<T: Payload + Serialize + DeserializeOwned> Source for Subscribe<T> {
+impl<L: Lanes> Source for Subscribe<L> {
     fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
         let session = self.config.link.open()?;
         let (tx, messages) = crossbeam_channel::bounded(self.config.queue);
@@ -131,7 +123,7 @@ impl<T: Payload + Serialize + DeserializeOwned> Source for Subscribe<T> {
             .session()
             .declare_subscriber(self.config.link.key.clone())
             .callback(move |sample| {
-                let bytes = sample.payload().to_bytes().into_owned();
+                let bytes = sample.payload().clone();
                 // Blocking here holds Zenoh's reader, which back-pressures the link.
                 let _ = if block {
                     tx.send(bytes).map_err(|_| ())
@@ -141,9 +133,18 @@ impl<T: Payload + Serialize + DeserializeOwned> Source for Subscribe<T> {
             })
             .wait()
             .map_err(|e| self.error(format!("cannot subscribe: {e}")))?;
+        // Without the token (a key with wildcards) only this side checks what arrives.
+        let token = crate::expect::declare(&session, &self.config.link.key, &self.lanes.ports())
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
+        let publishers = crate::expect::watch_publishers(&session, &self.config.link.key)
+            .map_err(|e| tracing::debug!(key = %self.config.link.key, "{e}"))
+            .ok();
         self.link = Some(Open {
             session,
             subscriber,
+            _token: token,
+            _publishers: publishers,
             messages,
         });
         Ok(())
@@ -154,54 +155,64 @@ impl<T: Payload + Serialize + DeserializeOwned> Source for Subscribe<T> {
             return Ok(Flow::Done);
         };
         match ctx.wait_external(&open.messages) {
-            External::Item(message) => Ok(if self.receive(&message, ctx)? {
-                Flow::Continue
-            } else {
-                Flow::Done
-            }),
+            External::Item(message) => {
+                let bytes = message.to_bytes();
+                Ok(if self.receive(&bytes, ctx)? {
+                    Flow::Continue
+                } else {
+                    Flow::Done
+                })
+            }
             External::Closed => Ok(Flow::Done),
             External::Woken => Ok(Flow::Continue),
         }
     }
 
-    fn close(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+    fn close(&mut self, ctx: &mut Context) -> Result<(), NodeError> {
         if let Some(Open {
             session,
             subscriber,
+            _token,
+            _publishers,
             messages,
         }) = self.link.take()
         {
-            drop(messages);
+            // Stop watching the publisher first: it leaves when this subscription does.
+            drop(_publishers);
             let _ = subscriber.undeclare().wait();
+            // What arrived but was never sent on (the graph stopped first) is lost too.
+            let unread = messages
+                .try_iter()
+                .filter(|m| read_header(&m.to_bytes()).is_ok_and(|(h, _)| h.kind == Kind::Data))
+                .count() as u64;
+            if unread > 0 {
+                ctx.count_lost(unread);
+                tracing::warn!(key = %self.config.link.key, unread, "messages left unread at the stop");
+            }
+            drop(_token);
             drop(session);
         }
         Ok(())
     }
 }
 
-/// The subscriber kind `name` for payload `T`.
-pub(crate) fn kind<T: Payload + Serialize + DeserializeOwned>(
+/// A subscriber kind called `name` sending on the outputs `ports` declares.
+pub(crate) fn kind<L: Lanes>(
     name: &'static str,
     doc: &'static str,
+    ports: fn(&mut Ports) -> L,
 ) -> NodeKind {
-    fn ports<T: Payload>(p: &mut Ports) -> Output<T> {
-        p.output(
-            "out",
-            "the packets published on the key, timestamps as sent",
-        )
-    }
     NodeKind::source(
         name,
         doc,
-        ports::<T>,
-        move |config: SubscribeConfig, output| {
-            Ok(Subscribe::<T> {
-                output,
+        ports,
+        move |config: SubscribeConfig, mut lanes: L| {
+            lanes.named(name);
+            Ok(Subscribe {
+                lanes,
                 config,
-                kind: name,
                 link: None,
                 next_seq: None,
-                _payload: PhantomData,
             })
         },
     )

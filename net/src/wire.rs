@@ -9,6 +9,8 @@
 //! subscriber checks what arrives against what it declared, and carries a sequence number per
 //! publisher, so gaps (packets dropped by congestion control or lost with a link) are counted.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use weir_engine::Timestamp;
 
@@ -29,11 +31,13 @@ pub enum Kind {
 
 /// The header after the magic and version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Header {
+pub struct Header<'a> {
     /// What the message is.
     pub kind: Kind,
-    /// Port type name of the payload (`audio`, `text`, ...).
-    pub port: String,
+    /// Port type name of the payload (`audio`, `text`, ...); borrowed from the message when
+    /// read, so reading a header allocates nothing.
+    #[serde(borrow)]
+    pub port: Cow<'a, str>,
     /// Position of the message in its publisher's stream, from 0.
     pub seq: u64,
     /// The packet's media time.
@@ -83,13 +87,13 @@ pub enum WireError {
 
 /// Writes the magic, version and `header` into `out` (cleared first); the payload is
 /// appended after it.
-pub fn write_header(header: &Header, out: &mut Vec<u8>) -> Result<(), WireError> {
+pub fn write_header(header: &Header<'_>, out: &mut Vec<u8>) -> Result<(), WireError> {
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     let encoded =
         postcard::to_extend(header, std::mem::take(out)).map_err(|source| WireError::Encode {
-            port: header.port.clone(),
+            port: header.port.to_string(),
             source,
         })?;
     *out = encoded;
@@ -98,7 +102,7 @@ pub fn write_header(header: &Header, out: &mut Vec<u8>) -> Result<(), WireError>
 
 /// Reads the magic, version and header of `message`; returns the header and the payload's
 /// bytes.
-pub fn read_header(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
+pub fn read_header(message: &[u8]) -> Result<(Header<'_>, &[u8]), WireError> {
     if message.len() < 6 {
         return Err(WireError::Short(message.len()));
     }
@@ -120,7 +124,7 @@ pub fn read_header(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
 mod tests {
     use super::*;
 
-    fn header() -> Header {
+    fn header() -> Header<'static> {
         Header {
             kind: Kind::Data,
             port: "audio".into(),

@@ -34,7 +34,7 @@ fn message(kind: Kind, seq: u64, payload: Option<&AudioFrame>) -> Vec<u8> {
         port: if payload.is_some() {
             "audio".into()
         } else {
-            String::new()
+            "".into()
         },
         seq,
         timestamp,
@@ -134,4 +134,61 @@ fn another_encoding_version_stops_the_subscriber_with_the_reason() {
     let (result, _) = receive(vec![m]);
     let err = result.unwrap_err().to_string();
     assert!(err.contains("encoding version 2 is not supported"), "{err}");
+}
+
+/// A raw Zenoh peer listening on a free port that declares `token` (what a subscriber of
+/// another build would announce) and subscribes to `test/link`; a `net.publish` graph
+/// connects to it and is fed one frame. Returns the run's result.
+fn publish_to(token: &str) -> Result<RunReport, weir_engine::RunError> {
+    let port = free_port();
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"peer\"").unwrap();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    config
+        .insert_json5("listen/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
+        .unwrap();
+    let session = zenoh::open(config).wait().unwrap();
+    let _token = session.liveliness().declare_token(token).wait().unwrap();
+    let _subscriber = session
+        .declare_subscriber("test/link")
+        .callback(|_| {})
+        .wait()
+        .unwrap();
+
+    let mut registry = Registry::new();
+    weir_net::register(&mut registry).unwrap();
+    let (source, tx) = weir_engine::channel_source("test.in", AudioFrame::PORT, 16);
+    registry.register(source).unwrap();
+    let yaml = format!(
+        "nodes:\n  src: {{ node: test.in }}\n  pub: {{ node: net.publish, in: {{ in: src.out }}, with: {{ key: test/link, connect: \"tcp/127.0.0.1:{port}\" }} }}\n"
+    );
+    let plan = Loader::new(&registry)
+        .load_str(Path::new("publish.yaml"), &yaml)
+        .unwrap();
+    let running = Graph::build(plan, &registry).unwrap().start().unwrap();
+    let f = frame(0);
+    tx.send(Packet::new(f.timestamp(), f)).unwrap();
+    drop(tx);
+    let result = running.wait();
+    session.close().wait().unwrap();
+    result
+}
+
+#[test]
+fn a_subscriber_of_another_encoding_version_stops_the_publisher_with_the_reason() {
+    let err = publish_to("weir_expects/v9/audio/test/link")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a subscriber of key `test/link` reads encoding version 9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_subscriber_of_the_same_type_and_version_is_served() {
+    let token = format!("weir_expects/v{}/audio/test/link", weir_net::wire::VERSION);
+    assert!(publish_to(&token).is_ok());
 }

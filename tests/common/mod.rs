@@ -97,3 +97,102 @@ pub fn read_wav(path: &Path) -> (hound::WavSpec, Vec<f32>) {
 pub fn wav_frames(path: &Path) -> u64 {
     u64::from(hound::WavReader::open(path).expect("open WAV").duration())
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A `weir` child process, killed if the test ends (or fails) before it is waited for.
+pub struct Spawned {
+    child: Option<std::process::Child>,
+    what: String,
+}
+
+impl Spawned {
+    /// Starts `weir ARGS...` from the repository root with `env`; standard output and error
+    /// are captured.
+    pub fn weir(what: &str, args: &[&str], env: &[(&str, String)]) -> Spawned {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.current_dir(root())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start weir");
+        Spawned {
+            child: Some(child),
+            what: what.to_string(),
+        }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Sends SIGTERM (a graceful stop: the graph drains and reports).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.id());
+    }
+
+    /// Waits for the end; prints its standard error for the test log.
+    pub fn finish(mut self) -> Output {
+        let child = self.child.take().expect("not waited for yet");
+        let out = child.wait_with_output().expect("wait for weir");
+        eprintln!("--- {}:\n{}", self.what, stderr(&out));
+        out
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Column `column` (0: the node's name) of `node`'s row in a `--stats` node table.
+pub fn stat_of(stats: &str, node: &str, column: usize) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(column))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no column {column} for `{node}` in {stats}"))
+}
+
+/// A question, then after a pause longer than the draft silence (200 ms) but shorter than
+/// the turn's end (500 ms), more speech: "What is the capital of France? ... seven of
+/// clubs". Returns the path of the 16 kHz WAV.
+pub fn continued_utterance(dir: &std::path::Path) -> std::path::PathBuf {
+    let (_, question) = read_wav(&data("synth/question_16k.wav"));
+    let (_, more) = read_wav(&data("pocketsphinx/cards/003.wav"));
+    // The question's speech ends at 1.78 s; 70 ms of its silence + 250 ms + the 100 ms
+    // before the second clip's speech make a pause of about 420 ms.
+    let mut samples: Vec<f32> = question[..29_600].to_vec();
+    samples.extend(std::iter::repeat_n(0.0, 4_000));
+    samples.extend_from_slice(&more);
+    let path = dir.join("continued.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for s in samples {
+        w.write_sample((s * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
