@@ -572,9 +572,15 @@ fn dot(plan: &GraphPlan) -> String {
         let to = &plan.nodes[e.to_node].name;
         let out_port = e.from_label.rsplit('.').next().unwrap_or("");
         let in_port = e.to_label.rsplit('.').next().unwrap_or("");
+        // A back edge is drawn dotted and does not rank the nodes (it closes a loop).
+        let back = if e.back {
+            ", style=dotted, constraint=false"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            "  \"{from}\" -> \"{to}\" [label=\"{out_port} -> {in_port}\\n{} {}\"];",
+            "  \"{from}\" -> \"{to}\" [label=\"{out_port} -> {in_port}\\n{} {}\"{back}];",
             e.queue.size, e.queue.overflow
         );
     }

@@ -111,6 +111,8 @@ pub(crate) struct EdgeReceiver {
     pub(crate) port: usize,
     /// The queue's capacity.
     pub(crate) capacity: usize,
+    /// A back edge: its consumer neither waits for it when merging nor for its end.
+    pub(crate) back: bool,
     shared: Arc<EdgeShared>,
 }
 
@@ -150,6 +152,7 @@ pub(crate) fn edge(
     clock: Clock,
     producer: usize,
     port: usize,
+    back: bool,
 ) -> (EdgeSender, EdgeReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(config.size.max(1));
     let evict = (config.overflow == Overflow::DropOldest).then(|| rx.clone());
@@ -171,6 +174,7 @@ pub(crate) fn edge(
         producer,
         port,
         capacity: config.size.max(1),
+        back,
         shared,
     };
     (sender, receiver)
@@ -296,6 +300,7 @@ mod tests {
             clock,
             0,
             0,
+            false,
         )
     }
 

@@ -390,6 +390,7 @@ impl Graph {
                 clock.clone(),
                 e.from_node,
                 e.to_port,
+                e.back,
             );
             ports[e.from_node][e.from_port].edges.push(tx);
             receivers[e.to_node].push(rx);
@@ -789,14 +790,25 @@ impl NodeThread {
                 .filter_map(|s| s.held.front().map(|(_, at)| *at))
                 .min();
             let due = first_arrival.map(|at| at.saturating_add(self.merge_wait));
+            // The node ends with its forward inputs: back edges close a loop through this
+            // node's own output, so waiting for their end would never end. What they still
+            // hold is discarded.
+            if slots
+                .iter()
+                .all(|s| s.rx.back || (!s.open && s.held.is_empty()))
+            {
+                return Ok(());
+            }
             match due {
-                None if slots.iter().all(|s| !s.open) => return Ok(()),
                 None => {}
                 Some(due) => {
-                    // Deliver the earliest packet once every open input has one, or once a
-                    // silent input has been waited for long enough. A full input is not read
-                    // meanwhile: its producer waits (back-pressure), memory stays bounded.
-                    let missing = slots.iter().any(|s| s.open && s.held.is_empty());
+                    // Deliver the earliest packet once every open forward input has one, or
+                    // once a silent input has been waited for long enough (a back edge is
+                    // never waited for). A full input is not read meanwhile: its producer
+                    // waits (back-pressure), memory stays bounded.
+                    let missing = slots
+                        .iter()
+                        .any(|s| s.open && !s.rx.back && s.held.is_empty());
                     if !missing || ctx.now() >= due {
                         if let Some(incoming) = take_earliest(&mut slots, ctx) {
                             self.call(node, incoming, ctx)?;
@@ -947,10 +959,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// True if `packet` was made before its producer's latest interrupt, or sent before the
-/// latest interrupt that targeted the receiving node.
+/// True if `packet` was made before its producer's latest interrupt (not on a back edge:
+/// an interrupt does not flow backwards), or sent before the latest interrupt that targeted
+/// the receiving node.
 fn stale(packet: &Packet, rx: &EdgeReceiver, ctx: &Context) -> bool {
-    packet.epoch < ctx.shared.epochs[rx.producer].load(Ordering::Acquire)
+    (!rx.back && packet.epoch < ctx.shared.epochs[rx.producer].load(Ordering::Acquire))
         || packet.fired < ctx.shared.target_marks[ctx.me].load(Ordering::Acquire)
 }
 

@@ -974,3 +974,234 @@ nodes:
         report.stalls
     );
 }
+
+// ---------------------------------------------------------------- back edges
+
+/// Adds to each number on `in` the sum of every number fed back on `fb` so far.
+struct Accumulate {
+    ports: (Input<Num>, Input<Num>, Output<Num>),
+    fed_back: u64,
+}
+
+impl Processor for Accumulate {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        if let Some(v) = self.ports.1.get(&input) {
+            self.fed_back = self.fed_back.wrapping_add(v.0);
+            return Ok(());
+        }
+        let x = self.ports.0.expect(&input)?;
+        ctx.send(
+            self.ports.2,
+            input.timestamp(),
+            Num(x.0.wrapping_add(self.fed_back)),
+        )
+    }
+}
+
+fn accumulate_kind() -> NodeKind {
+    NodeKind::processor(
+        "test.accumulate",
+        "adds what is fed back",
+        |p| {
+            (
+                p.input::<Num>("in", ""),
+                p.optional_input::<Num>("fb", ""),
+                p.output::<Num>("out", ""),
+            )
+        },
+        |_: NoConfig, ports| Ok(Accumulate { ports, fed_back: 0 }),
+    )
+}
+
+/// Doubles each number.
+struct Double((Input<Num>, Output<Num>));
+
+impl Processor for Double {
+    fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
+        let x = self.0 .0.expect(&input)?;
+        ctx.send(self.0 .1, input.timestamp(), Num(x.0.wrapping_mul(2)))
+    }
+}
+
+fn double_kind() -> NodeKind {
+    NodeKind::processor(
+        "test.double",
+        "doubles",
+        |p| (p.input::<Num>("in", ""), p.output::<Num>("out", "")),
+        |_: NoConfig, ports| Ok(Double(ports)),
+    )
+}
+
+fn loop_registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(accumulate_kind()).unwrap();
+    r.register(double_kind()).unwrap();
+    r.register(ticker_kind()).unwrap();
+    r
+}
+
+#[test]
+fn a_loop_with_a_back_edge_runs_exactly_and_ends_with_its_forward_inputs() {
+    const N: u64 = 20;
+    let mut r = loop_registry();
+    let (src, tx) = channel_source("test.source", Num::PORT, 4);
+    let (sink, rx) = weir_engine::channel_sink("test.sink", Num::PORT, 4);
+    r.register(src).unwrap();
+    r.register(sink).unwrap();
+    // `acc` is listed before `sink`, so `dbl` hands each result to the back edge before the
+    // sink: when the test reads result `i`, its feedback is queued for `acc`, and it is
+    // older than the next number, which the merge delivers in timestamp order.
+    let yaml = "
+nodes:
+  src: { node: test.source }
+  acc:
+    node: test.accumulate
+    in: { in: src.out }
+    back: { fb: dbl.out }
+    merge_wait_ms: 0
+  dbl: { node: test.double, in: { in: acc.out } }
+  sink: { node: test.sink, in: { in: dbl.out } }
+";
+    let plan = Loader::new(&r)
+        .load_str(Path::new("loop.yaml"), yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let back = plan.edges.iter().find(|e| e.back).expect("one back edge");
+    assert_eq!(back.to_label, "acc.fb");
+    assert_eq!(
+        back.queue.overflow,
+        weir_engine::Overflow::DropOldest,
+        "back edges drop by default"
+    );
+    let running = Graph::build(plan, &r).unwrap().start().unwrap();
+    let (mut expected, mut fed_back) = (Vec::new(), 0);
+    let mut got = Vec::new();
+    for i in 1..=N {
+        tx.send(Packet::new(ms(i), Num(i))).unwrap();
+        let out = 2 * (i + fed_back);
+        fed_back += out;
+        expected.push(out);
+        let p = rx.recv().expect("one result per number");
+        got.push(p.get::<Num>().unwrap().0);
+    }
+    drop(tx);
+    assert!(rx.recv().is_err(), "the sink ends after the last number");
+    let report = running.wait().unwrap();
+    assert_eq!(
+        got, expected,
+        "each number plus everything fed back before it"
+    );
+    let fb = report.edge_to("acc.fb").unwrap();
+    assert_eq!((fb.sent, fb.dropped, fb.flushed), (N, 0, 0));
+    assert_eq!(report.edge_to("sink.in").unwrap().sent, N);
+}
+
+#[test]
+fn a_back_edge_whose_consumer_ended_discards_without_blocking() {
+    // `acc` ends with its ticker while `dbl` still sends on the back edge (a queue of one
+    // that nobody reads): the sends are discarded, nothing blocks, the graph ends.
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut r = loop_registry();
+    r.register(recorder_kind("test.recorder", got.clone()))
+        .unwrap();
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 50, step_ms: 1 } }
+  acc: { node: test.accumulate, in: { in: src.out }, back: { fb: dbl.out }, back_queue: { size: 1 } }
+  dbl: { node: test.double, in: { in: acc.out }, queue: { size: 64 } }
+  sink: { node: test.recorder, in: { in: dbl.out }, queue: { size: 64 } }
+";
+    for clock in [ClockKind::Virtual, ClockKind::Real] {
+        got.lock().unwrap().clear();
+        let report = run(&r, yaml, clock);
+        assert_eq!(got.lock().unwrap().len(), 50, "{clock:?}");
+        let fb = report.edge_to("acc.fb").unwrap();
+        assert_eq!(fb.capacity, 1);
+        assert!(fb.sent <= 50 && fb.dropped <= fb.sent, "{clock:?}: {fb:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_does_not_cross_a_back_edge() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut r = loop_registry();
+    r.register(recorder_kind("test.recorder", got.clone()))
+        .unwrap();
+    let yaml = "
+nodes:
+  src: { node: test.ticker, with: { count: 10, step_ms: 20 } }
+  barge: { node: test.ticker, with: { count: 1, start_ms: 95 } }
+  acc: { node: test.accumulate, in: { in: src.out }, back: { fb: dbl.out } }
+  dbl: { node: test.double, in: { in: acc.out }, interrupt: barge.out }
+  sink: { node: test.recorder, in: { in: dbl.out } }
+";
+    let plan = Loader::new(&r)
+        .load_str(Path::new("loop.yaml"), yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.interrupt_regions(),
+        vec![vec![3, 4]],
+        "dbl and sink only"
+    );
+    let report = run(&r, yaml, ClockKind::Virtual);
+    assert_eq!(report.node("dbl").unwrap().interrupts, 1);
+    assert_eq!(report.node("sink").unwrap().interrupts, 1);
+    assert_eq!(report.node("acc").unwrap().interrupts, 0);
+    assert_eq!(report.node("src").unwrap().interrupts, 0);
+    assert_eq!(report.edge_to("acc.fb").unwrap().flushed, 0);
+    assert_eq!(got.lock().unwrap().len(), 10, "nothing was queued to flush");
+}
+
+#[test]
+fn back_edge_errors_name_the_problem() {
+    let r = loop_registry();
+    let load = |yaml: &str| {
+        Loader::new(&r)
+            .load_str(Path::new("loop.yaml"), yaml)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = load(
+        "
+nodes:
+  src: { node: test.ticker }
+  acc: { node: test.accumulate, in: { in: src.out, fb: dbl.out } }
+  dbl: { node: test.double, in: { in: acc.out } }
+",
+    );
+    assert!(err.contains("cycle: dbl -> acc -> dbl"), "{err}");
+    assert!(err.contains("loop.yaml:4:"), "{err}");
+    assert!(err.contains("under `back:`"), "{err}");
+    let err = load(
+        "
+nodes:
+  src: { node: test.ticker }
+  acc:
+    node: test.accumulate
+    in: { in: src.out }
+    back: { fb: dbl.out }
+    back_queue: { size: 4, overflow: block }
+  dbl: { node: test.double, in: { in: acc.out } }
+",
+    );
+    assert!(err.contains("a back edge cannot block"), "{err}");
+    assert!(err.contains("loop.yaml:8:38"), "{err}");
+    assert!(err.contains("node `acc`") || err.contains("acc"), "{err}");
+    let err = load(
+        "
+nodes:
+  src: { node: test.ticker }
+  acc: { node: test.accumulate, in: { in: src.out }, back: { fbb: dbl.out } }
+  dbl: { node: test.double, in: { in: acc.out } }
+",
+    );
+    assert!(err.contains("unknown input `fbb`"), "{err}");
+    assert!(err.contains("did you mean `fb`"), "{err}");
+    let err = load(
+        "
+nodes:
+  src: { node: test.ticker }
+  acc: { node: test.accumulate, in: { in: src.out }, back: { fb: src.outt } }
+",
+    );
+    assert!(err.contains("has no output `outt`"), "{err}");
+}

@@ -99,6 +99,10 @@ lenient_struct!(RawGraph, "a graph: a mapping with `graph`, `nodes`, ...", {
 pub(crate) struct RawNode {
     pub node: Option<SpannedStr>,
     pub inputs: Pairs<SpannedStr, SpannedStr>,
+    /// Inputs fed by back edges (`back: { port: node.output }`): they close a loop.
+    pub back: Pairs<SpannedStr, SpannedStr>,
+    /// Queue settings of the back edges (default: the node's size, `drop_oldest`).
+    pub back_queue: Option<Spanned<RawQueue>>,
     pub with: Pairs<SpannedStr, Spanned<Value>>,
     pub queue: Option<Spanned<RawQueue>>,
     pub interrupt: Option<SpannedStr>,
@@ -108,8 +112,8 @@ pub(crate) struct RawNode {
 }
 
 lenient_struct!(RawNode, "a node: a mapping with `node`, `in`, `with`, `queue`, `interrupt`", {
-    "node" => node, "in" => inputs, "with" => with, "queue" => queue,
-    "interrupt" => interrupt, "merge_wait_ms" => merge_wait_ms, "on_error" => on_error,
+    "node" => node, "in" => inputs, "back" => back, "back_queue" => back_queue, "with" => with,
+    "queue" => queue, "interrupt" => interrupt, "merge_wait_ms" => merge_wait_ms, "on_error" => on_error,
 });
 
 /// Queue settings: under `defaults:` (`queue` is the size there) or a node's `queue:`.

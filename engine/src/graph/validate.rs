@@ -3,7 +3,8 @@
 //! Checks: unknown top-level keys, node fields, kinds, ports and options (with suggestions);
 //! missing required options; option types and ranges; duplicate node names; inputs fed
 //! twice; `node.port` references; port type mismatches; unconnected required inputs; queue
-//! settings; cycles. `${VAR}` in string options is replaced from the environment, and
+//! settings; cycles (back edges, under `back:`, close loops on purpose and are left out);
+//! back edges that block or are a node's only inputs. `${VAR}` in string options is replaced from the environment, and
 //! `--set node.option=value` overrides are applied before the checks.
 
 use std::collections::HashMap;
@@ -143,6 +144,10 @@ pub struct PlanEdge {
     pub to_label: String,
     /// Queue capacity and overflow policy.
     pub queue: QueueConfig,
+    /// A back edge (`back:` in the file): it closes a loop, so cycle checks, the
+    /// topological order and interrupt regions ignore it, and its consumer neither waits
+    /// for it when merging nor for its end.
+    pub back: bool,
 }
 
 /// A graph that passed validation: safe to build and run.
@@ -165,7 +170,7 @@ impl GraphPlan {
     pub fn topological_order(&self) -> Vec<usize> {
         let mut g = DiGraph::<usize, ()>::new();
         let ids: Vec<_> = (0..self.nodes.len()).map(|i| g.add_node(i)).collect();
-        for e in &self.edges {
+        for e in self.edges.iter().filter(|e| !e.back) {
             g.add_edge(ids[e.from_node], ids[e.to_node], ());
         }
         match petgraph::algo::toposort(&g, None) {
@@ -185,7 +190,7 @@ impl GraphPlan {
             stack.extend(
                 self.edges
                     .iter()
-                    .filter(|e| e.from_node == n)
+                    .filter(|e| e.from_node == n && !e.back)
                     .map(|e| e.to_node),
             );
         }
@@ -615,8 +620,11 @@ impl<'a> Validator<'a> {
                 Some(q) => self.queue(q, defaults, Some(node)),
                 None => defaults,
             };
+            let back_queue = self.back_queue(n, queue);
             let mut fed: Vec<&str> = Vec::new();
-            for (port, source) in &n.raw.inputs.0 {
+            let inputs = n.raw.inputs.0.iter().map(|(p, s)| (p, s, false));
+            let backs = n.raw.back.0.iter().map(|(p, s)| (p, s, true));
+            for (port, source, back) in inputs.chain(backs) {
                 let to_port = match n.kind {
                     Some(kind) => match kind.input_index(&port.value) {
                         Some(i) => Some(i),
@@ -671,8 +679,22 @@ impl<'a> Validator<'a> {
                     to_port,
                     from_label: source.value.clone(),
                     to_label: format!("{node}.{}", port.value),
-                    queue,
+                    queue: if back { back_queue } else { queue },
+                    back,
                 });
+            }
+            if n.raw.inputs.0.is_empty() && !n.raw.back.0.is_empty() {
+                self.report(
+                    Diagnostic::new(
+                        str_pos(&n.raw.back.0[0].0),
+                        format!("node `{node}` has only back edges for inputs"),
+                    )
+                    .node(node)
+                    .expected(
+                        "at least one input under `in:` (a node ends when its `in:` inputs \
+                         end; back edges do not keep it running)",
+                    ),
+                );
             }
             if let Some(kind) = n.kind {
                 for p in kind.inputs.iter().filter(|p| p.required) {
@@ -695,6 +717,37 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+    }
+
+    /// The queue of a node's back edges: `back_queue:` over the node's queue size with
+    /// `drop_oldest`; `block` is refused (a loop that blocks can deadlock).
+    fn back_queue(&mut self, n: &Pending<'a>, queue: QueueConfig) -> QueueConfig {
+        let base = QueueConfig {
+            size: queue.size,
+            overflow: Overflow::DropOldest,
+        };
+        let Some(q) = &n.raw.back_queue else {
+            return base;
+        };
+        let node = n.name.value.as_str();
+        let cfg = self.queue(q, base, Some(node));
+        if cfg.overflow != Overflow::Block {
+            return cfg;
+        }
+        let pos = q
+            .value
+            .overflow
+            .as_ref()
+            .map_or_else(|| pos_of(q, 1), str_pos);
+        self.report(
+            Diagnostic::new(pos, "a back edge cannot block")
+                .node(node)
+                .expected(
+                    "`overflow: drop_oldest` (the default) or `drop_newest`: a loop whose \
+                     edge waits for room can deadlock",
+                ),
+        );
+        base
     }
 
     fn unknown_input(&mut self, kind: &NodeKind, node: &str, port: &SpannedStr) {
@@ -772,7 +825,7 @@ impl<'a> Validator<'a> {
         let mut found = false;
         let mut g = DiGraph::<usize, usize>::new();
         let ids: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
-        for (e, edge) in plan.edges.iter().enumerate() {
+        for (e, edge) in plan.edges.iter().enumerate().filter(|(_, e)| !e.back) {
             g.add_edge(ids[edge.from_node], ids[edge.to_node], e);
         }
         for scc in petgraph::algo::tarjan_scc(&g) {
@@ -784,11 +837,9 @@ impl<'a> Validator<'a> {
             let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
             members.sort_unstable();
             // Report at the first edge (in file order) that closes the cycle.
-            let Some(edge) = plan
-                .edges
-                .iter()
-                .find(|e| members.contains(&e.from_node) && members.contains(&e.to_node))
-            else {
+            let Some(edge) = plan.edges.iter().find(|e| {
+                !e.back && members.contains(&e.from_node) && members.contains(&e.to_node)
+            }) else {
                 continue;
             };
             let target = &nodes[edge.to_node];
@@ -807,7 +858,10 @@ impl<'a> Validator<'a> {
             self.report(
                 Diagnostic::new(pos, format!("cycle: {}", path.join(" -> ")))
                     .node(&target.name.value)
-                    .expected("a graph without cycles (data flows one way)"),
+                    .expected(
+                        "a graph without cycles (data flows one way); to feed a result back on \
+                     purpose, wire that input under `back:`",
+                    ),
             );
         }
         found
@@ -912,7 +966,7 @@ fn cycle_path(edges: &[PlanEdge], members: &[usize], start: usize) -> Vec<usize>
     for _ in 0..=members.len() {
         let next = edges
             .iter()
-            .filter(|e| e.from_node == current && members.contains(&e.to_node))
+            .filter(|e| !e.back && e.from_node == current && members.contains(&e.to_node))
             .map(|e| e.to_node)
             .find(|n| *n == start || !path.contains(n));
         match next {
