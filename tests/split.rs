@@ -11,6 +11,17 @@ use common::{free_port, root, scratch, stat_of, stderr, weir, Spawned};
 /// The `intr` column of the `--stats` node table.
 const INTR: usize = 7;
 
+/// The tests of this file run one at a time: each starts three processes with four models,
+/// and on a 2-core machine two of them at once starve each other's real-time replay.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for the other tests of this file; a test that failed does not block the rest.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn require_models() {
     for m in [
         "silero_vad_16k.onnx",
@@ -86,6 +97,7 @@ fn split(out: &Path, mic_path: Option<&str>) -> (std::process::Output, std::proc
 
 #[test]
 fn the_split_assistant_hears_and_answers_like_the_single_process_graph() {
+    let _serial = one_at_a_time();
     require_models();
     let one = scratch("split_reference");
     let printed = single(&one, None);
@@ -117,6 +129,7 @@ fn the_split_assistant_hears_and_answers_like_the_single_process_graph() {
 
 #[test]
 fn a_continued_utterance_seen_on_the_device_withdraws_the_brains_speculative_work() {
+    let _serial = one_at_a_time();
     require_models();
     let one = scratch("split_continued_reference");
     let input = common::continued_utterance(&one);
