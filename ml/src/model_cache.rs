@@ -174,8 +174,10 @@ impl CacheEntry {
 
     fn write_via(&self, tmp: &Path, model: &TypedModel) -> Result<(), CacheEntryError> {
         let file = File::create(tmp).map_err(CacheEntryError::Write)?;
+        // Deterministic (fixed timestamps): two processes writing the same entry at once write
+        // the same bytes, so neither sees the other's checksum as a mismatch.
         let writer = nnef()
-            .write_to_tar(model, BufWriter::with_capacity(1 << 20, file))
+            .write_to_tar_with_config(model, BufWriter::with_capacity(1 << 20, file), false, true)
             .map_err(|e| CacheEntryError::Serialize(format!("{e:#}")))?;
         let file = writer
             .into_inner()

@@ -239,3 +239,33 @@ fn a_cache_that_cannot_be_written_only_costs_the_speed_up() {
     );
     std::fs::remove_file(&blocker).ok();
 }
+
+#[test]
+fn two_writers_of_one_entry_write_the_same_bytes() {
+    // Two processes that prepare the same model at once must not see each other's checksum as
+    // a mismatch: the entry's bytes do not depend on when they were written.
+    let vad = root("models/silero_vad_16k.onnx");
+    let tars: Vec<Vec<u8>> = ["same-a", "same-b"]
+        .iter()
+        .map(|name| {
+            // A second apart: a tar records its files' times in whole seconds.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let dir = cache_dir(name);
+            assert_eq!(
+                load(&vad, &CacheLocation::Dir(dir.clone())).cache_outcome(),
+                CacheOutcome::Stored
+            );
+            let tar = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".nnef.tar"))
+                .unwrap();
+            let bytes = std::fs::read(tar).unwrap();
+            std::fs::remove_dir_all(&dir).ok();
+            bytes
+        })
+        .collect();
+    assert!(tars[0].len() > 100_000);
+    assert!(tars[0] == tars[1], "the two entries differ");
+}
