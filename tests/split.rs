@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{free_port, root, scratch, stat_of, stderr, weir, Spawned};
+use common::{free_port, require_models, scratch, stat_of, stderr, weir, Spawned};
 
 /// The `intr` column of the `--stats` node table.
 const INTR: usize = 7;
@@ -20,22 +20,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn require_models() {
-    for m in [
-        "silero_vad_16k.onnx",
-        "whisper-tiny.en/decoder.onnx",
-        "smollm2-135m/model.onnx",
-        "piper-joe-medium/part_b.onnx",
-    ] {
-        let p = root().join("models").join(m);
-        assert!(
-            p.exists(),
-            "model `{}` is missing: run `bash tools/fetch-models.sh`",
-            p.display()
-        );
-    }
 }
 
 /// Transcripts and answers of a session log, in order.

@@ -3,23 +3,7 @@
 
 mod common;
 
-use common::{data, root, stderr, weir};
-
-fn require_models() {
-    for m in [
-        "silero_vad_16k.onnx",
-        "whisper-tiny.en/decoder.onnx",
-        "smollm2-135m/model.onnx",
-        "piper-joe-medium/part_b.onnx",
-    ] {
-        let p = root().join("models").join(m);
-        assert!(
-            p.exists(),
-            "model `{}` is missing: run `bash tools/fetch-models.sh`",
-            p.display()
-        );
-    }
-}
+use common::{data, require_models, root, stderr, weir};
 
 #[test]
 fn voice_assistant_answers_the_spoken_question_with_streamed_tokens() {

@@ -50,6 +50,16 @@ fn vad_probabilities(model: &Model) -> Vec<f32> {
     probabilities
 }
 
+/// The one entry's NNEF tar in a cache directory.
+fn entry_tar(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".nnef.tar"))
+        .expect("an entry in the cache directory")
+}
+
 /// The entries (tar and checksum files) in a cache directory.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -103,12 +113,7 @@ fn a_damaged_entry_is_deleted_and_rebuilt_never_used() {
     let cache = CacheLocation::Dir(dir.clone());
     let vad = root("models/silero_vad_16k.onnx");
     assert_eq!(load(&vad, &cache).cache_outcome(), CacheOutcome::Stored);
-    let tar = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".nnef.tar"))
-        .unwrap();
+    let tar = entry_tar(&dir);
     // Flip bytes in the middle of the weights: still a readable tar, wrong numbers.
     let mut bytes = std::fs::read(&tar).unwrap();
     let middle = bytes.len() / 2;
@@ -255,12 +260,7 @@ fn two_writers_of_one_entry_write_the_same_bytes() {
                 load(&vad, &CacheLocation::Dir(dir.clone())).cache_outcome(),
                 CacheOutcome::Stored
             );
-            let tar = std::fs::read_dir(&dir)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.to_string_lossy().ends_with(".nnef.tar"))
-                .unwrap();
+            let tar = entry_tar(&dir);
             let bytes = std::fs::read(tar).unwrap();
             std::fs::remove_dir_all(&dir).ok();
             bytes

@@ -11,6 +11,23 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Fails the test, naming the fix, unless the voice assistant's four models were fetched.
+pub fn require_models() {
+    for m in [
+        "silero_vad_16k.onnx",
+        "whisper-tiny.en/decoder.onnx",
+        "smollm2-135m/model.onnx",
+        "piper-joe-medium/part_b.onnx",
+    ] {
+        let p = root().join("models").join(m);
+        assert!(
+            p.exists(),
+            "model `{}` is missing: run `bash tools/fetch-models.sh`",
+            p.display()
+        );
+    }
+}
+
 /// A file under `data/`; fails with the set-up command when the data is missing.
 pub fn data(rel: &str) -> PathBuf {
     let p = root().join("data").join(rel);
