@@ -22,13 +22,7 @@ const PUBLISHER: &str = "weir_publishes";
 /// Declares that a publisher of `key` is alive (`weir_publishes/{key}`), so subscribers can
 /// tell when it goes away.
 pub(crate) fn announce_publisher(session: &Shared, key: &str) -> Result<LivelinessToken, String> {
-    let token = format!("{PUBLISHER}/{key}");
-    session
-        .session()
-        .liveliness()
-        .declare_token(token.clone())
-        .wait()
-        .map_err(|e| format!("cannot declare `{token}`: {e}"))
+    declare_token(session, format!("{PUBLISHER}/{key}"))
 }
 
 /// Logs the publishers of `key` going away (their process ended or the link went down)
@@ -61,7 +55,14 @@ pub(crate) fn declare(
     key: &str,
     ports: &[&str],
 ) -> Result<LivelinessToken, String> {
-    let token = format!("{PREFIX}/v{VERSION}/{}/{key}", ports.join("+"));
+    declare_token(
+        session,
+        format!("{PREFIX}/v{VERSION}/{}/{key}", ports.join("+")),
+    )
+}
+
+/// Declares the liveliness token `token` on the session.
+fn declare_token(session: &Shared, token: String) -> Result<LivelinessToken, String> {
     session
         .session()
         .liveliness()
