@@ -159,7 +159,10 @@ impl CacheEntry {
     /// entries of the same source stem, which are older versions.
     pub fn write(&self, model: &TypedModel) -> Result<(), CacheEntryError> {
         fs::create_dir_all(&self.dir).map_err(CacheEntryError::Write)?;
-        let unique = format!("{}.{}", std::process::id(), thread_tag());
+        // Unique to this write: the process id, and a counter for writers within the process.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unique = format!("{}.{n}", std::process::id());
         let tmp = self
             .dir
             .join(format!(".{}-{}.{unique}.tmp", self.stem, self.key));
@@ -274,11 +277,4 @@ fn crc32(path: &Path) -> io::Result<String> {
     let mut hasher = crc32fast::Hasher::new();
     for_each_block(path, |block| hasher.update(block))?;
     Ok(format!("{:08x}", hasher.finalize()))
-}
-
-fn thread_tag() -> String {
-    format!("{:?}", std::thread::current().id())
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect()
 }
