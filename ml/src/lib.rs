@@ -3,6 +3,7 @@
 //! Nodes that run ONNX models with tract, all on the CPU, loaded once in `open`: voice
 //! activity, speech recognition, a small language model, speech synthesis.
 
+pub mod attention;
 pub mod kernels;
 pub mod llm;
 pub mod model_cache;

@@ -54,6 +54,10 @@ pub struct ModelOptions {
     pub last_position_head: Option<String>,
     /// Where the prepared model is cached between starts (see [`crate::model_cache`]).
     pub cache: CacheLocation,
+    /// Fuse attention chains over a fixed key set into Weir's own operator (see
+    /// [`crate::attention`]): for decoders that attend from a few new tokens at a time. Applied
+    /// after the cache, so it is not part of the cache key.
+    pub fused_attention: bool,
 }
 
 impl Default for ModelOptions {
@@ -63,6 +67,7 @@ impl Default for ModelOptions {
             transformers: false,
             last_position_head: None,
             cache: CacheLocation::default(),
+            fused_attention: false,
         }
     }
 }
@@ -172,7 +177,12 @@ impl Model {
             cause: chain(&e),
         };
         let mut stages = LoadStages::new(started);
-        let (typed, cache) = prepared(&path, &options, &mut stages)?;
+        let (mut typed, cache) = prepared(&path, &options, &mut stages)?;
+        if options.fused_attention {
+            let fused = crate::attention::fuse_few_query_attention(&mut typed).map_err(load_err)?;
+            tracing::debug!(path = %path.display(), fused, "attention fused");
+            stages.mark("fuse");
+        }
         let optimized = typed.into_optimized().map_err(load_err)?;
         stages.mark("optimize");
         let run_options = RunOptions {

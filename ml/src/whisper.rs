@@ -172,8 +172,12 @@ impl Transcriber {
     pub fn load(dir: impl AsRef<Path>, options: &TranscriberOptions) -> Result<Self, WhisperError> {
         let dir = dir.as_ref();
         let load = |name: &str| {
-            Model::load(dir.join(name), ModelOptions::threads(options.threads)).map_err(|e| match e
-            {
+            let model_options = ModelOptions {
+                // The decoder attends from one new token to the encoder's frames.
+                fused_attention: name == "decoder.onnx",
+                ..ModelOptions::threads(options.threads)
+            };
+            Model::load(dir.join(name), model_options).map_err(|e| match e {
                 ModelError::NotFound { path, .. } => ModelError::NotFound {
                     path,
                     fetch: FETCH_WHISPER.to_string(),

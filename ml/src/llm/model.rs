@@ -107,6 +107,7 @@ impl LanguageModel {
                 transformers: options.transform,
                 last_position_head: options.last_position_only.then(|| LM_HEAD.to_string()),
                 cache: options.cache.clone(),
+                fused_attention: false,
             },
         )?;
         let mut lm = LanguageModel::from_model(path, &model)?;
