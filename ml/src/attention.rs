@@ -293,11 +293,32 @@ fn find_chain(model: &TypedModel) -> TractResult<Option<Chain>> {
     Ok(None)
 }
 
-/// True if `node` is a plain f32 `EinSum` with the expression `axes`.
+/// True if `node` is a plain f32 `EinSum` with the expression `axes`, up to the names of its
+/// axes (tract names them differently depending on where the model came from).
 fn is_einsum(node: &TypedNode, axes: &str) -> bool {
     node.op_as::<EinSum>().is_some_and(|e| {
-        e.q_params.is_none() && e.operating_dt == f32::datum_type() && e.axes.to_string() == axes
+        e.q_params.is_none()
+            && e.operating_dt == f32::datum_type()
+            && canonical(&e.axes.to_string()) == canonical(axes)
     })
+}
+
+/// An einsum expression with its axes renamed `a`, `b`, ... in order of first appearance.
+fn canonical(expression: &str) -> String {
+    let mut seen: Vec<char> = Vec::new();
+    expression
+        .chars()
+        .map(|c| {
+            if !c.is_ascii_alphabetic() {
+                return c;
+            }
+            let i = seen.iter().position(|&s| s == c).unwrap_or_else(|| {
+                seen.push(c);
+                seen.len() - 1
+            });
+            char::from(b'a' + i as u8)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -374,6 +395,13 @@ mod tests {
         for (a, b) in portable.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn expressions_compare_up_to_axis_names() {
+        assert_eq!(canonical(SCORES), canonical("mak,bakn->amn"));
+        assert_eq!(canonical(WEIGHTED), canonical("amk,bakn->man"));
+        assert_ne!(canonical(SCORES), canonical(WEIGHTED));
     }
 
     #[test]

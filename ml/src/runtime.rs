@@ -179,6 +179,9 @@ impl Model {
         let mut stages = LoadStages::new(started);
         let (mut typed, cache) = prepared(&path, &options, &mut stages)?;
         if options.fused_attention {
+            // A model read from the cache is not decluttered yet (tract's NNEF form spells
+            // its products differently); the fusion matches the decluttered form.
+            typed = typed.into_decluttered().map_err(load_err)?;
             let fused = crate::attention::fuse_few_query_attention(&mut typed).map_err(load_err)?;
             tracing::debug!(path = %path.display(), fused, "attention fused");
             stages.mark("fuse");

@@ -1,13 +1,14 @@
 //! Weir's fused attention operator (`weir_ml::attention`) in the real Whisper decoder: every
 //! cross-attention of the four layers is fused (the last one through tract's cut to the last
-//! position), and a decoder step computes the same logits as tract's own operators on the
+//! position), on the model parsed from its source and on the one read from the model cache,
+//! and a decoder step computes the same logits as tract's own operators on the
 //! cross-attention keys and values of a real recording. Real models
 //! (`bash tools/fetch-models.sh`) and a real recording (`bash tools/fetch-data.sh`).
 
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
-use weir_ml::model_cache::CacheLocation;
+use weir_ml::model_cache::{CacheLocation, CacheOutcome};
 use weir_ml::runtime::{f32_values, Model, ModelOptions};
 use weir_ml::whisper::{Transcriber, TranscriberOptions, MIN_WINDOW, NO_TIMESTAMPS, SOT};
 
@@ -15,12 +16,12 @@ fn root(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
-fn decoder(fused_attention: bool) -> Model {
+fn decoder(fused_attention: bool, cache: CacheLocation) -> Model {
     Model::load(
         root("models/whisper-tiny.en/decoder.onnx"),
         ModelOptions {
             fused_attention,
-            cache: CacheLocation::Off,
+            cache,
             ..ModelOptions::default()
         },
     )
@@ -51,8 +52,15 @@ fn argmax(xs: &[f32]) -> usize {
 
 #[test]
 fn fused_decoder_computes_what_tracts_operators_compute() {
-    let fused = decoder(true);
-    let plain = decoder(false);
+    // The fused decoder as a second start gets it: prepared from the model cache.
+    let dir = std::env::temp_dir().join(format!("weir-attention-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let first = decoder(true, CacheLocation::Dir(dir.clone()));
+    let fused = decoder(true, CacheLocation::Dir(dir.clone()));
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(first.cache_outcome(), CacheOutcome::Stored);
+    assert_eq!(fused.cache_outcome(), CacheOutcome::Hit);
+    let plain = decoder(false, CacheLocation::Off);
     let count = |m: &Model| {
         m.plan()
             .model()
@@ -61,7 +69,8 @@ fn fused_decoder_computes_what_tracts_operators_compute() {
             .filter(|n| n.op.name() == "WeirFewQueryAttention")
             .count()
     };
-    assert_eq!(count(&fused), 4, "one fused cross-attention per layer");
+    assert_eq!(count(&first), 4, "one fused cross-attention per layer");
+    assert_eq!(count(&fused), 4, "the same from the cache");
     assert_eq!(count(&plain), 0);
 
     let (_, audio) = weir_nodes::audio::wav_file::read_wav(&root("data/synth/question_16k.wav"))
