@@ -669,7 +669,7 @@ struct Picky {
 impl Processor for Picky {
     fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
         let n = input.packet.get::<Num>().map_or(0, |n| n.0);
-        if n % 5 == 0 && n > 0 {
+        if n.is_multiple_of(5) && n > 0 {
             panic!("cannot stand {n}");
         }
         if n % 2 == 1 {
@@ -736,7 +736,7 @@ impl Processor for Counting {
 
     fn process(&mut self, input: Incoming, ctx: &mut Context) -> Result<(), NodeError> {
         let n = input.packet.get::<Num>().map_or(0, |n| n.0);
-        if n % self.fail_every == 0 {
+        if n.is_multiple_of(self.fail_every) {
             return Err(NodeError::new(format!("cannot take {n}")));
         }
         self.since_open += 1;

@@ -7,6 +7,7 @@ pub mod attention;
 pub mod kernels;
 pub mod llm;
 pub mod model_cache;
+pub mod q4_matmul;
 pub mod runtime;
 pub mod tts;
 pub mod vad;

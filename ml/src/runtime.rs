@@ -58,6 +58,10 @@ pub struct ModelOptions {
     /// [`crate::attention`]): for decoders that attend from a few new tokens at a time. Applied
     /// after the cache, so it is not part of the cache key.
     pub fused_attention: bool,
+    /// Compute products with 4-bit (`Q4_0`) constant weights with Weir's own operator (see
+    /// [`crate::q4_matmul`]) instead of tract's. Applied after the cache, like
+    /// `fused_attention`.
+    pub q4_matmul: bool,
 }
 
 impl Default for ModelOptions {
@@ -68,6 +72,7 @@ impl Default for ModelOptions {
             last_position_head: None,
             cache: CacheLocation::default(),
             fused_attention: false,
+            q4_matmul: true,
         }
     }
 }
@@ -178,14 +183,21 @@ impl Model {
         };
         let mut stages = LoadStages::new(started);
         let (mut typed, cache) = prepared(&path, &options, &mut stages)?;
-        if options.fused_attention {
+        if options.fused_attention || options.q4_matmul {
             // A model read from the cache is not decluttered yet (tract's NNEF form spells
-            // its products differently); the fusion matches the decluttered form.
+            // its products differently); Weir's rewrites match the decluttered form.
             typed = typed.into_decluttered().map_err(load_err)?;
+            stages.mark("declutter");
+        }
+        if options.fused_attention {
             let fused = crate::attention::fuse_few_query_attention(&mut typed).map_err(load_err)?;
             tracing::debug!(path = %path.display(), fused, "attention fused");
-            stages.mark("fuse");
         }
+        if options.q4_matmul {
+            let replaced = crate::q4_matmul::use_q4_matmul(&mut typed).map_err(load_err)?;
+            tracing::debug!(path = %path.display(), replaced, "4-bit products on Weir's kernel");
+        }
+        stages.mark("weir rewrites");
         let optimized = typed.into_optimized().map_err(load_err)?;
         stages.mark("optimize");
         let run_options = RunOptions {

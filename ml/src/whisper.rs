@@ -434,7 +434,7 @@ fn read_tokens(path: &Path) -> Result<Vec<Vec<u8>>, WhisperError> {
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

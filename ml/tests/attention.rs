@@ -1,4 +1,5 @@
-//! Weir's fused attention operator (`weir_ml::attention`) in the real Whisper decoder: every
+//! Weir's operators in the real Whisper decoder (`weir_ml::attention` and `weir_ml::q4_matmul`,
+//! against tract's own): every
 //! cross-attention of the four layers is fused (the last one through tract's cut to the last
 //! position), on the model parsed from its source and on the one read from the model cache,
 //! and a decoder step computes the same logits as tract's own operators on the
@@ -21,6 +22,8 @@ fn decoder(fused_attention: bool, cache: CacheLocation) -> Model {
         root("models/whisper-tiny.en/decoder.onnx"),
         ModelOptions {
             fused_attention,
+            // tract's own operators on the side without fusion, Weir's on the other.
+            q4_matmul: fused_attention,
             cache,
             ..ModelOptions::default()
         },

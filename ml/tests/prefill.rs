@@ -1,7 +1,9 @@
 //! The prompt (prefill) paths of the SmolLM2 model agree with the exported graph: running the
 //! output layer on the last position only gives the same logits and the same greedy answer as
 //! running it on every position, and the 4-bit products of a several-token prompt go through a
-//! matrix-matrix kernel (Weir's panel-extractor registration, `weir_ml::kernels`). Real model,
+//! matrix-matrix kernel (Weir's panel-extractor registration, `weir_ml::kernels`) when they
+//! run on tract's kernels; the last-position runs use Weir's own 4-bit operator
+//! (`weir_ml::q4_matmul`, the default), so the two kernels are compared too. Real model,
 //! real prompt. (The logits are also compared with tract's own kernel selection, by
 //! `WEIR_Q4_PANEL_EXTRACT=off`, in BENCHMARKS.md: identical.)
 //!
@@ -37,7 +39,12 @@ fn argmax(values: &[f32]) -> u32 {
 
 /// Logits after the system prefix and after the user turn (fed as one chunk after the
 /// cached prefix), then the greedy continuation of up to 12 tokens.
-fn run(transform: bool, last_position_only: bool) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+/// `q4_matmul` picks Weir's 4-bit operator or tract's kernels (with Weir's panel extractor).
+fn run(
+    transform: bool,
+    last_position_only: bool,
+    q4_matmul: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
     let dir = model_dir();
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
     let encode = |text: &str| tokenizer.encode(text, false).unwrap().get_ids().to_vec();
@@ -49,11 +56,15 @@ fn run(transform: bool, last_position_only: bool) -> (Vec<f32>, Vec<f32>, Vec<u3
     let options = LoadOptions {
         transform,
         last_position_only,
+        q4_matmul,
         ..LoadOptions::default()
     };
     let lm = LanguageModel::load(&dir.join("model.onnx"), &options).unwrap();
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+    if !q4_matmul
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
         let extractors = weir_ml::kernels::panel_extractors();
         assert!(
             extractors.iter().any(|e| e.starts_with("weir_")),
@@ -89,8 +100,9 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(transform: bool) {
-    let (sys_all, user_all, ids_all) = run(transform, false);
-    let (sys_last, user_last, ids_last) = run(transform, true);
+    // Every position on tract's kernels against the last position on Weir's 4-bit operator.
+    let (sys_all, user_all, ids_all) = run(transform, false, false);
+    let (sys_last, user_last, ids_last) = run(transform, true, true);
     assert_eq!(user_last.len(), 49152);
     let (d_sys, d_user) = (
         max_abs_diff(&sys_all, &sys_last),

@@ -54,6 +54,8 @@ pub struct LoadOptions {
     pub last_position_only: bool,
     /// Where the prepared model is cached between starts.
     pub cache: CacheLocation,
+    /// Run the 4-bit products on Weir's kernel ([`crate::q4_matmul`]) rather than tract's.
+    pub q4_matmul: bool,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +65,7 @@ impl Default for LoadOptions {
             threads: 1,
             last_position_only: true,
             cache: CacheLocation::default(),
+            q4_matmul: true,
         }
     }
 }
@@ -108,6 +111,7 @@ impl LanguageModel {
                 last_position_head: options.last_position_only.then(|| LM_HEAD.to_string()),
                 cache: options.cache.clone(),
                 fused_attention: false,
+                q4_matmul: options.q4_matmul,
             },
         )?;
         let mut lm = LanguageModel::from_model(path, &model)?;
@@ -227,10 +231,18 @@ impl LanguageModel {
 
     /// The matrix-product kernels of the optimized plan, one line per product: tract's kernel
     /// names (a matrix-vector and a matrix-matrix one when the product switches on the number
-    /// of rows), then the panel extractors the product uses, if any, in brackets. A
+    /// of rows), then the panel extractors the product uses, if any, in brackets; then one
+    /// [`crate::q4_matmul::KERNEL_NAME`] line per product on Weir's 4-bit operator. A
     /// diagnostic for benchmarks and tests.
     pub fn matmul_kernels(&self) -> Vec<String> {
         use tract_onnx::tract_core::ops::matmul::optimized::{OptMatMul, ProtoFusedSpec};
+        let weir = self
+            .plan
+            .model()
+            .nodes()
+            .iter()
+            .filter(|node| node.op_as::<crate::q4_matmul::Q4MatMul>().is_some())
+            .map(|_| crate::q4_matmul::KERNEL_NAME.to_string());
         self.plan
             .model()
             .nodes()
@@ -254,6 +266,7 @@ impl LanguageModel {
                     format!("{} [{}]", kernels.join(" / "), extractors.join(", "))
                 }
             })
+            .chain(weir)
             .collect()
     }
 
