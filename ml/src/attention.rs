@@ -31,6 +31,10 @@ use tract_onnx::tract_core::ops::array::Slice;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
+/// Environment variable that, set to `off` before a model is loaded, keeps tract's own
+/// operators for the attention (for A/B measurements).
+pub const DISABLE_ENV: &str = "WEIR_FUSED_ATTENTION";
+
 /// Einsum of queries `[T, H, D]` with transposed keys `[1, H, D, S]` into scores `[H, T, S]`,
 /// as tract's declutter writes it.
 const SCORES: &str = "mbk,abkn->bmn";
@@ -190,8 +194,12 @@ fn softmax_in_place(x: &mut [f32]) {
 
 /// Replaces every `EinSum (queries . transposed keys) -> Softmax -> EinSum (. values)` chain
 /// of `model` (decluttered, f32) with one [`FewQueryAttention`]; returns how many it
-/// replaced. Chains whose intermediate results are used elsewhere are left alone.
+/// replaced. Chains whose intermediate results are used elsewhere are left alone. Nothing is
+/// replaced when [`DISABLE_ENV`] is `off`.
 pub fn fuse_few_query_attention(model: &mut TypedModel) -> TractResult<usize> {
+    if std::env::var(DISABLE_ENV).is_ok_and(|v| v == "off") {
+        return Ok(0);
+    }
     let mut fused = 0;
     while let Some(chain) = find_chain(model)? {
         let mut patch = TypedModelPatch::default();
