@@ -96,13 +96,10 @@ pub struct CacheEntry {
 
 impl CacheEntry {
     /// The entry for `source` loaded with `options` (any text that changes the prepared model).
-    /// Reads the whole source once to checksum it.
+    /// The source's SHA-256 is taken from its digest memo when the file's size, modification
+    /// time and inode are those recorded there; otherwise the whole source is read once to
+    /// checksum it, and the memo rewritten.
     pub fn for_source(dir: &Path, source: &Path, options: &str) -> io::Result<CacheEntry> {
-        let mut hasher = Sha256::new();
-        for_each_block(source, |block| hasher.update(block))?;
-        hasher.update(options.as_bytes());
-        hasher.update(TRACT_VERSION.as_bytes());
-        hasher.update(FORMAT_VERSION.to_le_bytes());
         // `<directory>.<file stem>`: many models are called `model.onnx`.
         let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
         let file = name(source.file_stem()).unwrap_or_else(|| "model".into());
@@ -110,6 +107,12 @@ impl CacheEntry {
             Some(dir) => format!("{dir}.{file}"),
             None => file,
         };
+        let digest = source_digest(&dir.join(format!("{stem}.digest")), source)?;
+        let mut hasher = Sha256::new();
+        hasher.update(digest.as_bytes());
+        hasher.update(options.as_bytes());
+        hasher.update(TRACT_VERSION.as_bytes());
+        hasher.update(FORMAT_VERSION.to_le_bytes());
         Ok(CacheEntry {
             dir: dir.to_path_buf(),
             stem,
@@ -270,6 +273,60 @@ fn for_each_block(path: &Path, mut f: impl FnMut(&[u8])) -> io::Result<()> {
         }
         f(&buffer[..n]);
     }
+}
+
+/// The SHA-256 of `source` (64 hex digits), from the memo at `memo` when it records this
+/// path with the file's current signature, else computed and recorded there (a memo that
+/// cannot be written costs nothing but the next start's checksum).
+///
+/// Like git's index, the signature is the size, the modification time in nanoseconds and the
+/// inode: replacing a model file (a fetch, a copy, an edit) changes at least one of them.
+fn source_digest(memo: &Path, source: &Path) -> io::Result<String> {
+    let signature = file_signature(source)?;
+    let path = source.canonicalize()?.to_string_lossy().into_owned();
+    if let Ok(text) = fs::read_to_string(memo) {
+        let mut lines = text.lines();
+        if lines.next() == Some(path.as_str()) && lines.next() == Some(signature.as_str()) {
+            if let Some(digest) = lines
+                .next()
+                .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Ok(digest.to_string());
+            }
+        }
+    }
+    let mut hasher = Sha256::new();
+    for_each_block(source, |block| hasher.update(block))?;
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The signature again: a file that changed while it was read is not recorded.
+    if file_signature(source)? == signature {
+        let tmp = memo.with_extension(format!("{}.tmp", std::process::id()));
+        let written = fs::create_dir_all(memo.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| fs::write(&tmp, format!("{path}\n{signature}\n{digest}\n")))
+            .and_then(|()| fs::rename(&tmp, memo));
+        if written.is_err() {
+            fs::remove_file(&tmp).ok();
+        }
+    }
+    Ok(digest)
+}
+
+/// Size, modification time (ns since the epoch) and inode of `path`, as one line.
+fn file_signature(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    Ok(format!("{} {modified} {inode}", meta.len()))
 }
 
 /// The file's CRC-32, as 8 hex digits.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
 use weir_ml::llm::{LanguageModel, LoadOptions, Tokenizer};
-use weir_ml::model_cache::{CacheLocation, CacheOutcome, TRACT_VERSION};
+use weir_ml::model_cache::{CacheEntry, CacheLocation, CacheOutcome, TRACT_VERSION};
 use weir_ml::runtime::{f32_values, Model, ModelOptions};
 
 fn root(rel: &str) -> PathBuf {
@@ -62,10 +62,12 @@ fn entry_tar(dir: &Path) -> PathBuf {
 
 /// The entries (tar and checksum files) in a cache directory.
 fn entries(dir: &Path) -> Vec<String> {
+    // The source digest memos (`*.digest`) are not entries.
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.ends_with(".digest"))
                 .collect()
         })
         .unwrap_or_default();
@@ -268,4 +270,32 @@ fn two_writers_of_one_entry_write_the_same_bytes() {
         .collect();
     assert!(tars[0].len() > 100_000);
     assert!(tars[0] == tars[1], "the two entries differ");
+}
+
+#[test]
+fn the_source_digest_memo_is_trusted_only_while_the_file_is_unchanged() {
+    let dir = cache_dir("digest-memo");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let source = models.join("vad.onnx");
+    std::fs::copy(root("models/silero_vad_16k.onnx"), &source).unwrap();
+    let entry = |dir: &Path| CacheEntry::for_source(dir, &source, "options").unwrap();
+    let first = entry(&dir).model_path();
+    let memo = dir.join("models.vad.digest");
+    let text = std::fs::read_to_string(&memo).expect("the digest memo is written");
+    assert_eq!(entry(&dir).model_path(), first);
+
+    // A memo that matches the file's signature is used as it is (here, a forged digest).
+    let mut lines: Vec<&str> = text.lines().collect();
+    let forged = "a".repeat(64);
+    lines[2] = &forged;
+    std::fs::write(&memo, lines.join("\n") + "\n").unwrap();
+    assert_ne!(entry(&dir).model_path(), first, "the memo was not used");
+
+    // Rewriting the file (same bytes) changes its signature: the digest is computed again.
+    let bytes = std::fs::read(&source).unwrap();
+    std::fs::remove_file(&source).unwrap();
+    std::fs::write(&source, bytes).unwrap();
+    assert_eq!(entry(&dir).model_path(), first);
+    std::fs::remove_dir_all(&dir).ok();
 }
