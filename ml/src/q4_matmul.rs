@@ -367,6 +367,16 @@ pub fn has_fast_kernel() -> bool {
     }
 }
 
+/// True if `model` holds a `Q4_0` constant (so [`use_q4_matmul`] may have work) and this CPU
+/// has the fast kernel.
+pub fn has_q4_weights(model: &TypedModel) -> bool {
+    has_fast_kernel()
+        && model.nodes().iter().any(|node| {
+            node.op_as::<Const>()
+                .is_some_and(|k| k.val().try_storage_as::<BlockQuantStorage>().is_ok())
+        })
+}
+
 /// Replaces every `EinSum` of `model` (decluttered) that multiplies an f32 activation with a
 /// `Q4_0` constant weight `[N, K..]` as a plain row product by a [`Q4MatMul`]; returns how
 /// many it replaced. Nothing is replaced when [`DISABLE_ENV`] is `off` or the CPU has no fast

@@ -183,21 +183,23 @@ impl Model {
         };
         let mut stages = LoadStages::new(started);
         let (mut typed, cache) = prepared(&path, &options, &mut stages)?;
-        if options.fused_attention || options.q4_matmul {
+        let q4_matmul = options.q4_matmul && crate::q4_matmul::has_q4_weights(&typed);
+        if options.fused_attention || q4_matmul {
             // A model read from the cache is not decluttered yet (tract's NNEF form spells
             // its products differently); Weir's rewrites match the decluttered form.
             typed = typed.into_decluttered().map_err(load_err)?;
             stages.mark("declutter");
+            if options.fused_attention {
+                let fused =
+                    crate::attention::fuse_few_query_attention(&mut typed).map_err(load_err)?;
+                tracing::debug!(path = %path.display(), fused, "attention fused");
+            }
+            if q4_matmul {
+                let replaced = crate::q4_matmul::use_q4_matmul(&mut typed).map_err(load_err)?;
+                tracing::debug!(path = %path.display(), replaced, "4-bit products on Weir's kernel");
+            }
+            stages.mark("weir rewrites");
         }
-        if options.fused_attention {
-            let fused = crate::attention::fuse_few_query_attention(&mut typed).map_err(load_err)?;
-            tracing::debug!(path = %path.display(), fused, "attention fused");
-        }
-        if options.q4_matmul {
-            let replaced = crate::q4_matmul::use_q4_matmul(&mut typed).map_err(load_err)?;
-            tracing::debug!(path = %path.display(), replaced, "4-bit products on Weir's kernel");
-        }
-        stages.mark("weir rewrites");
         let optimized = typed.into_optimized().map_err(load_err)?;
         stages.mark("optimize");
         let run_options = RunOptions {
