@@ -36,6 +36,7 @@ fn message(kind: Kind, seq: u64, payload: Option<&AudioFrame>) -> Vec<u8> {
         } else {
             "".into()
         },
+        stream: 1,
         seq,
         timestamp,
     };
