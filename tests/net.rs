@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{free_port, root, scratch, stderr, weir, Spawned};
+use common::{free_port, lost_of, root, scratch, stderr, weir, Spawned};
 
 /// Starts `weir run GRAPH ARGS...` with `WEIR_OUT` = `out` and the peer address in `env`.
 fn start(graph: &str, out: &Path, env: (&str, String), args: &[&str]) -> Child {
@@ -104,20 +104,6 @@ fn a_subscriber_of_another_port_type_fails_with_a_clear_error() {
         err.contains("a subscriber of key `weir/audio` expects `text` packets but this publisher sends `audio`"),
         "{err}"
     );
-}
-
-/// The `lost` table of a `--stats` report: `node`'s count, 0 if it is not listed.
-fn lost_of(stats: &str, node: &str) -> u64 {
-    let mut lines = stats.lines().skip_while(|l| {
-        let mut words = l.split_whitespace();
-        !(words.next() == Some("node") && words.next() == Some("lost") && words.next().is_none())
-    });
-    lines.next();
-    lines
-        .take_while(|l| !l.trim().is_empty())
-        .find(|l| l.split_whitespace().next() == Some(node))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// `seconds` of a 440 Hz tone at 16 kHz mono, written to `path`.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{free_port, require_models, scratch, stat_of, stderr, weir, Spawned};
+use common::{free_port, lost_of, require_models, scratch, stat_of, stderr, weir, Spawned};
 
 /// The `intr` column of the `--stats` node table.
 const INTR: usize = 7;
@@ -171,18 +171,61 @@ fn three_questions(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// The `lost` table of a `--stats` report: `node`'s count, 0 if it is not listed.
-fn lost_of(stats: &str, node: &str) -> u64 {
-    let mut lines = stats.lines().skip_while(|l| {
-        let mut words = l.split_whitespace();
-        !(words.next() == Some("node") && words.next() == Some("lost") && words.next().is_none())
-    });
-    lines.next();
-    lines
-        .take_while(|l| !l.trim().is_empty())
-        .find(|l| l.split_whitespace().next() == Some(node))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+/// The device graph replaying `input` at its pace, connected to the brain at `addr`,
+/// serving metrics on `metrics`; with no brain it drops at once (counted), so what a dead
+/// brain missed is exact.
+fn three_question_device(out: &Path, input: &Path, addr: &str, metrics: &str) -> Spawned {
+    let mic = format!("mic.path={}", input.display());
+    Spawned::weir(
+        "device",
+        &[
+            "run",
+            "graphs/split/device.yaml",
+            "--stats",
+            "--metrics",
+            metrics,
+            "--set",
+            &mic,
+            "--set",
+            "mic.realtime=true",
+            "--set",
+            "speech_up.link_wait_ms=0",
+            "--set",
+            "events_up.link_wait_ms=0",
+        ],
+        &[
+            ("WEIR_BRAIN", addr.to_string()),
+            ("WEIR_OUT", out.to_str().unwrap().to_string()),
+        ],
+    )
+}
+
+/// Every packet the device published (`speech_up`, `events_up`) reached the first brain
+/// (`first_got`, read before it was killed), the second (`brain_log`'s stats) or was
+/// dropped and counted by the device (`device_log`'s `lost`).
+fn assert_every_packet_accounted(device_log: &str, brain_log: &str, first_got: [u64; 2]) {
+    let second_got = [
+        stat_of(brain_log, "speech", 3),
+        stat_of(brain_log, "events", 3),
+    ];
+    for (i, node) in ["speech_up", "events_up"].iter().enumerate() {
+        let sent = stat_of(device_log, node, 2);
+        let dropped = lost_of(device_log, node);
+        assert!(dropped > 0, "{node}: the second question was dropped");
+        assert_eq!(
+            sent,
+            first_got[i] + dropped + second_got[i],
+            "{node}: {sent} published = {} to the first brain + {dropped} dropped + {} to the second",
+            first_got[i],
+            second_got[i]
+        );
+    }
+    assert_eq!(
+        lost_of(device_log, "events_up"),
+        2,
+        "the second question's start and end"
+    );
+    assert_eq!((first_got[1], second_got[1]), (2, 2));
 }
 
 #[test]
@@ -210,30 +253,7 @@ fn a_brain_killed_mid_run_is_replaced_and_the_device_counts_what_it_never_got() 
         )
     };
     let first = brain("first brain", &brain_metrics);
-    let mic = format!("mic.path={}", input.display());
-    let device = Spawned::weir(
-        "device",
-        &[
-            "run",
-            "graphs/split/device.yaml",
-            "--stats",
-            "--metrics",
-            &device_metrics,
-            "--set",
-            &mic,
-            "--set",
-            "mic.realtime=true",
-            // No brain: drop at once (counted), so what the dead brain missed is exact.
-            "--set",
-            "speech_up.link_wait_ms=0",
-            "--set",
-            "events_up.link_wait_ms=0",
-        ],
-        &[
-            ("WEIR_BRAIN", addr.clone()),
-            ("WEIR_OUT", out.to_str().unwrap().to_string()),
-        ],
-    );
+    let device = three_question_device(&out, &input, &addr, &device_metrics);
     let device_stat = |name: &str, node: &str, kind: &str| {
         common::metric(&device_metrics, &common::node_series(name, node, kind))
     };
@@ -295,29 +315,7 @@ fn a_brain_killed_mid_run_is_replaced_and_the_device_counts_what_it_never_got() 
     );
     assert_eq!(events(&out).len(), 6, "the device heard all three");
 
-    // Every packet the device published reached a brain or was counted as dropped.
-    let second_got = [
-        stat_of(&brain_log, "speech", 3),
-        stat_of(&brain_log, "events", 3),
-    ];
-    for (i, node) in ["speech_up", "events_up"].iter().enumerate() {
-        let sent = stat_of(&device_log, node, 2);
-        let dropped = lost_of(&device_log, node);
-        assert!(dropped > 0, "{node}: the second question was dropped");
-        assert_eq!(
-            sent,
-            first_got[i] + dropped + second_got[i],
-            "{node}: {sent} published = {} to the first brain + {dropped} dropped + {} to the second",
-            first_got[i],
-            second_got[i]
-        );
-    }
-    assert_eq!(
-        lost_of(&device_log, "events_up"),
-        2,
-        "the second question's start and end"
-    );
-    assert_eq!((first_got[1], second_got[1]), (2, 2));
+    assert_every_packet_accounted(&device_log, &brain_log, first_got);
     // Nothing the brains sent was lost; the new brain's streams are restarts, not gaps.
     for node in ["transcript", "tokens", "answer_text"] {
         assert_eq!(lost_of(&device_log, node), 0, "{node}: {device_log}");

@@ -257,3 +257,17 @@ pub fn wait_until(seconds: u64, why: &str, mut what: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The `lost` table of a `--stats` report: `node`'s count, 0 if it is not listed.
+pub fn lost_of(stats: &str, node: &str) -> u64 {
+    let mut lines = stats.lines().skip_while(|l| {
+        let mut words = l.split_whitespace();
+        !(words.next() == Some("node") && words.next() == Some("lost") && words.next().is_none())
+    });
+    lines.next();
+    lines
+        .take_while(|l| !l.trim().is_empty())
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
