@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{free_port, root, scratch, stderr, weir, Spawned};
+use common::{free_port, lost_of, root, scratch, stderr, weir, Spawned};
 
 /// Starts `weir run GRAPH ARGS...` with `WEIR_OUT` = `out` and the peer address in `env`.
 fn start(graph: &str, out: &Path, env: (&str, String), args: &[&str]) -> Child {
@@ -104,20 +104,6 @@ fn a_subscriber_of_another_port_type_fails_with_a_clear_error() {
         err.contains("a subscriber of key `weir/audio` expects `text` packets but this publisher sends `audio`"),
         "{err}"
     );
-}
-
-/// The `lost` table of a `--stats` report: `node`'s count, 0 if it is not listed.
-fn lost_of(stats: &str, node: &str) -> u64 {
-    let mut lines = stats.lines().skip_while(|l| {
-        let mut words = l.split_whitespace();
-        !(words.next() == Some("node") && words.next() == Some("lost") && words.next().is_none())
-    });
-    lines.next();
-    lines
-        .take_while(|l| !l.trim().is_empty())
-        .find(|l| l.split_whitespace().next() == Some(node))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// `seconds` of a 440 Hz tone at 16 kHz mono, written to `path`.
@@ -268,4 +254,116 @@ fn a_restarted_subscriber_is_found_again_and_every_missed_packet_is_counted() {
     let block = Restart::run("net_restart_block", "block");
     block.assert_accounted();
     assert_eq!(block.dropped, 0, "{}", block.log);
+}
+
+/// `(t, start_sample)` of each line of a `received.jsonl`.
+fn times(path: &Path) -> Vec<(f64, u64)> {
+    common::read_jsonl(path)
+        .iter()
+        .map(|l| {
+            (
+                l["t"].as_f64().unwrap(),
+                l["start_sample"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_restarted_publishers_clock_from_zero_continues_the_old_stream_on_the_subscriber() {
+    let dir = scratch("net_publisher_restart");
+    let (long, short) = (dir.join("long.wav"), dir.join("short.wav"));
+    tone(&long, 12);
+    tone(&short, 2);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let receiving = Spawned::weir(
+        "receiver",
+        &[
+            "run",
+            "graphs/net/receive_audio.yaml",
+            "--stats",
+            "--metrics",
+            &metrics,
+        ],
+        &[
+            ("WEIR_LISTEN", addr.clone()),
+            ("WEIR_OUT", dir.to_str().unwrap().to_string()),
+        ],
+    );
+    let send = |what: &str, input: &Path, realtime: &str| {
+        let path = format!("input.path={}", input.display());
+        let pace = format!("input.realtime={realtime}");
+        Spawned::weir(
+            what,
+            &[
+                "run",
+                "graphs/net/send_audio.yaml",
+                "--set",
+                &path,
+                "--set",
+                &pace,
+            ],
+            &[("WEIR_PEER", addr.clone())],
+        )
+    };
+    let first = send("first sender", &long, "true");
+    let out = common::node_series(
+        "weir_node_packets_out_total",
+        "downlink",
+        "net.subscribe_audio",
+    );
+    common::wait_until(120, "nothing reached the receiver", || {
+        common::metric(&metrics, &out).is_some_and(|n| n >= 50.0)
+    });
+    first.kill();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let second = send("second sender", &short, "false").finish();
+    assert!(second.status.success(), "{}", stderr(&second));
+    let received = receiving.finish();
+    let log = stderr(&received);
+    assert!(received.status.success(), "{log}");
+
+    let got = times(&dir.join("received.jsonl"));
+    let restart = got
+        .iter()
+        .skip(1)
+        .position(|&(_, start)| start == 0)
+        .expect("the second sender's stream, from sample 0")
+        + 1;
+    let (old, new) = got.split_at(restart);
+    assert!(old.len() >= 50, "{} packets before the kill", old.len());
+    for (i, (_, start)) in old.iter().enumerate() {
+        assert_eq!(
+            *start,
+            i as u64 * 320,
+            "the first stream arrives whole until the kill"
+        );
+    }
+    assert_eq!(
+        new.len(),
+        100,
+        "the whole second stream (2 s in 20 ms frames)"
+    );
+    // The new clock started from zero; the subscriber continued the old one: monotonic, the
+    // second stream's spacing exact, and the second away (at least) shows as a gap.
+    let (last_old, first_new) = (old[old.len() - 1].0, new[0].0);
+    assert!(
+        first_new >= last_old + 1.0,
+        "the new stream starts at {first_new} s, the old ended at {last_old} s"
+    );
+    for (i, (t, start)) in new.iter().enumerate() {
+        assert_eq!(*start, i as u64 * 320);
+        assert!((t - first_new - i as f64 * 0.02).abs() < 1e-6, "{t} at {i}");
+    }
+    assert_eq!(
+        lost_of(&log, "downlink"),
+        0,
+        "a new stream is not a gap: {log}"
+    );
+    assert_eq!(
+        log.matches("a restarted publisher").count(),
+        1,
+        "the restart is reported once: {log}"
+    );
 }

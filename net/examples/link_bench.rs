@@ -323,6 +323,7 @@ fn encoded_size() -> usize {
     let header = weir_net::wire::Header {
         kind: weir_net::wire::Kind::Data,
         port: "audio".into(),
+        stream: 1,
         seq: 1000,
         timestamp: Timestamp::from_nanos(1_000_000_000),
     };
@@ -353,6 +354,7 @@ fn codec_cost(n: usize) -> (f64, f64) {
         let header = weir_net::wire::Header {
             kind: weir_net::wire::Kind::Data,
             port: "audio".into(),
+            stream: 1,
             seq: i as u64,
             timestamp: packet.timestamp,
         };

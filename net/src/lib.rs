@@ -7,7 +7,7 @@
 //! `connect` to and `listen` on (or, in `client` mode, which router to use).
 //!
 //! A packet crosses as `"WEIR" | version | header | payload` ([`wire`]): the header holds
-//! the port type name, a sequence number and the timestamp; the payload is the payload's
+//! the port type name, the publisher's stream id, a sequence number and the timestamp; the payload is the payload's
 //! serde form in postcard ([`codec`]), so samples arrive bit-exact. A foreign message, another
 //! encoding version or another port type than the subscriber declares is a clear error.
 //!
@@ -27,6 +27,7 @@ mod lanes;
 mod link;
 mod publish;
 mod subscribe;
+mod track;
 pub mod wire;
 
 use std::sync::Arc;

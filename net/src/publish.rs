@@ -149,6 +149,8 @@ struct Publish {
     config: PublishConfig,
     codecs: Arc<Codecs>,
     link: Option<Open>,
+    /// This opening's stream id (see [`crate::wire::Header::stream`]).
+    stream: u64,
     seq: u64,
     buffer: Vec<u8>,
     /// Packets dropped since the subscriber went away (None: it is there).
@@ -296,6 +298,8 @@ impl Publish {
 
 impl Processor for Publish {
     fn open(&mut self, _ctx: &mut Context) -> Result<(), NodeError> {
+        self.stream = stream_id();
+        self.seq = 0;
         let session = self.config.link.open()?;
         let congestion = if self.config.overflow == "drop" {
             CongestionControl::Drop
@@ -381,6 +385,7 @@ impl Processor for Publish {
         let header = Header {
             kind: Kind::Data,
             port: port.into(),
+            stream: self.stream,
             seq: self.seq,
             timestamp: packet.timestamp,
         };
@@ -399,6 +404,7 @@ impl Processor for Publish {
         let header = Header {
             kind: Kind::End,
             port: "".into(),
+            stream: self.stream,
             seq: self.seq,
             timestamp: weir_engine::Timestamp::ZERO,
         };
@@ -431,6 +437,21 @@ impl Processor for Publish {
     }
 }
 
+/// A random id for a new publisher stream (std's per-process random hash keys over the
+/// process id, the time and a counter).
+fn stream_id() -> u64 {
+    use std::hash::BuildHasher;
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::collections::hash_map::RandomState::new().hash_one((
+        std::process::id(),
+        time,
+        OPENED.fetch_add(1, Ordering::Relaxed),
+    ))
+}
+
 /// The `net.publish` kind, encoding payloads with `codecs`.
 pub(crate) fn kind(codecs: Arc<Codecs>) -> NodeKind {
     NodeKind::processor(
@@ -443,6 +464,7 @@ pub(crate) fn kind(codecs: Arc<Codecs>) -> NodeKind {
                 config,
                 codecs: codecs.clone(),
                 link: None,
+                stream: 0,
                 seq: 0,
                 buffer: Vec::new(),
                 down: None,

@@ -16,7 +16,9 @@
 //! The publisher's end of stream ends this source. The node declares what it expects as a
 //! Zenoh liveliness token ([`crate::expect`]), so a publisher of another type or encoding
 //! version fails too, not only this side. A publisher that goes away (its process ended, the
-//! link went down) and comes back is logged.
+//! link went down) and comes back is logged. A restarted publisher is a new stream (its
+//! stream id in the header): not a gap, and its timestamps, if its clock started again from
+//! zero, are shifted to continue the old stream's (`crate::track`), so they stay monotonic.
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
@@ -30,6 +32,7 @@ use zenoh::Wait;
 
 use crate::lanes::Lanes;
 use crate::link::{Link, Shared};
+use crate::track::Tracker;
 use crate::wire::{read_header, Kind};
 
 /// Overflow policies of the receive queue.
@@ -80,8 +83,8 @@ struct Subscribe<L> {
     lanes: L,
     config: SubscribeConfig,
     link: Option<Open>,
-    /// The sequence number expected next from the publisher.
-    next_seq: Option<u64>,
+    /// The publisher's streams: gaps and restarts.
+    tracker: Tracker,
 }
 
 impl<L: Lanes> Subscribe<L> {
@@ -95,20 +98,23 @@ impl<L: Lanes> Subscribe<L> {
         if header.kind == Kind::End {
             return Ok(false);
         }
-        match self.next_seq {
-            Some(next) if header.seq > next => {
-                let lost = header.seq - next;
-                ctx.count_lost(lost);
-                tracing::warn!(key = %self.config.link.key, lost, "packets lost on the link");
-            }
-            Some(next) if header.seq < next => {
-                tracing::info!(key = %self.config.link.key, "a new publisher stream starts");
-            }
-            _ => {}
+        let admitted = self
+            .tracker
+            .admit(header.stream, header.seq, header.timestamp, ctx.now());
+        if admitted.lost > 0 {
+            ctx.count_lost(admitted.lost);
+            tracing::warn!(key = %self.config.link.key, lost = admitted.lost, "packets lost on the link");
         }
-        self.next_seq = Some(header.seq + 1);
+        if let Some(rejoin) = admitted.rejoined {
+            tracing::warn!(
+                key = %self.config.link.key,
+                restarts = rejoin.restarts,
+                shift_ms = rejoin.shift / 1_000_000,
+                "a restarted publisher: a new stream (timestamps shifted by shift_ms to stay monotonic; 0: its clock went on)"
+            );
+        }
         self.lanes
-            .emit(&header.port, payload, header.timestamp, ctx)
+            .emit(&header.port, payload, admitted.timestamp, ctx)
             .map_err(|e| self.error(e))?;
         Ok(true)
     }
@@ -212,7 +218,7 @@ pub(crate) fn kind<L: Lanes>(
                 lanes,
                 config,
                 link: None,
-                next_seq: None,
+                tracker: Tracker::default(),
             })
         },
     )

@@ -6,8 +6,10 @@
 //!
 //! The magic and version sit at fixed offsets so that any later version can still be told
 //! apart; everything after them is postcard. The header names the port type, so a
-//! subscriber checks what arrives against what it declared, and carries a sequence number per
-//! publisher, so gaps (packets dropped by congestion control or lost with a link) are counted.
+//! subscriber checks what arrives against what it declared, and carries the publisher's stream
+//! id (new each time a publisher opens, so a restarted publisher is told apart from a late or
+//! repeated packet) and a sequence number per stream, so gaps (packets dropped by congestion
+//! control or lost with a link) are counted.
 
 use std::borrow::Cow;
 
@@ -18,7 +20,7 @@ use weir_engine::Timestamp;
 pub const MAGIC: [u8; 4] = *b"WEIR";
 
 /// The version of the encoding this build writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,8 @@ pub struct Header<'a> {
     /// read, so reading a header allocates nothing.
     #[serde(borrow)]
     pub port: Cow<'a, str>,
+    /// The publisher's stream: a random id drawn each time a publisher opens.
+    pub stream: u64,
     /// Position of the message in its publisher's stream, from 0.
     pub seq: u64,
     /// The packet's media time.
@@ -128,6 +132,7 @@ mod tests {
         Header {
             kind: Kind::Data,
             port: "audio".into(),
+            stream: 0x5eed,
             seq: 7,
             timestamp: Timestamp::from_nanos(123_456_789),
         }
@@ -153,7 +158,11 @@ mod tests {
         out[4] = 9;
         let err = read_header(&out).unwrap_err();
         assert!(matches!(err, WireError::Version { found: 9 }));
-        assert!(err.to_string().contains("reads version 1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("reads version {VERSION}")),
+            "{err}"
+        );
         let bad_header: Vec<u8> = out[..6].iter().copied().chain([1, 0xff]).collect();
         assert!(read_header(&bad_header).is_err());
         let mut cut = Vec::new();

@@ -36,6 +36,7 @@ fn message(kind: Kind, seq: u64, payload: Option<&AudioFrame>) -> Vec<u8> {
         } else {
             "".into()
         },
+        stream: 1,
         seq,
         timestamp,
     };
@@ -130,10 +131,14 @@ fn a_foreign_message_stops_the_subscriber_with_the_reason() {
 #[test]
 fn another_encoding_version_stops_the_subscriber_with_the_reason() {
     let mut m = message(Kind::Data, 0, Some(&frame(0)));
-    m[4] = 2;
+    let other = weir_net::wire::VERSION + 1;
+    m[4..6].copy_from_slice(&other.to_le_bytes());
     let (result, _) = receive(vec![m]);
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("encoding version 2 is not supported"), "{err}");
+    assert!(
+        err.contains(&format!("encoding version {other} is not supported")),
+        "{err}"
+    );
 }
 
 /// A raw Zenoh peer listening on a free port that declares `token` (what a subscriber of

@@ -160,6 +160,20 @@ impl Spawned {
         assert!(status.success(), "kill -TERM {} failed", self.id());
     }
 
+    /// Sends SIGKILL (no drain, no report: a crash or a power cut as the other side sees
+    /// it) and waits for the process to be gone.
+    pub fn kill(mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {} failed", self.id());
+        if let Some(mut child) = self.child.take() {
+            let out = child.wait().expect("wait for weir");
+            eprintln!("--- {}: killed ({out})", self.what);
+        }
+    }
+
     /// Waits for the end; prints its standard error for the test log.
     pub fn finish(mut self) -> Output {
         let child = self.child.take().expect("not waited for yet");
@@ -212,4 +226,48 @@ pub fn continued_utterance(dir: &std::path::Path) -> std::path::PathBuf {
     }
     w.finalize().unwrap();
     path
+}
+
+/// The value of `series` (a metric name with its labels, e.g.
+/// `weir_node_lost_total{node="up",kind="net.publish"}`) served by `weir run --metrics ADDR`,
+/// or None while nothing answers there (the process is starting).
+pub fn metric(addr: &str, series: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(str::trim))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The series of `name` for node `node` of kind `kind`, for [`metric`].
+pub fn node_series(name: &str, node: &str, kind: &str) -> String {
+    format!("{name}{{node=\"{node}\",kind=\"{kind}\"}}")
+}
+
+/// Polls `what` every 50 ms until it is true; fails with `why` after `seconds`.
+pub fn wait_until(seconds: u64, why: &str, mut what: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !what() {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The `lost` table of a `--stats` report: `node`'s count, 0 if it is not listed.
+pub fn lost_of(stats: &str, node: &str) -> u64 {
+    let mut lines = stats.lines().skip_while(|l| {
+        let mut words = l.split_whitespace();
+        !(words.next() == Some("node") && words.next() == Some("lost") && words.next().is_none())
+    });
+    lines.next();
+    lines
+        .take_while(|l| !l.trim().is_empty())
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
